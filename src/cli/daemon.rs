@@ -1,0 +1,14 @@
+//! `oomguard daemon`. (Not implemented yet.)
+
+/// Arguments of `oomguard daemon`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Arguments (not implemented yet)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+pub fn run(_args: Args) -> anyhow::Result<u8> {
+    anyhow::bail!("`oomguard daemon` is not implemented yet")
+}
+

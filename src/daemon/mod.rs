@@ -1,0 +1,1 @@
+//! The root daemon: socket server, protocol, authentication, policy.

@@ -1,0 +1,1 @@
+//! Guarded jobs: spawning with the shield in place, the registry, log files.
