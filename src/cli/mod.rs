@@ -11,6 +11,7 @@ pub mod ps;
 pub mod render;
 pub mod run;
 pub mod stop;
+pub mod survey;
 pub mod top;
 
 /// Print an error chain on stderr as `oomguard: error: cause: cause...`.

@@ -4,3 +4,9 @@
 pub mod cgroup;
 pub mod proc;
 pub mod psi;
+pub mod users;
+
+/// The page size of this machine, in KiB.
+pub fn page_kib() -> u64 {
+    (rustix::param::page_size() / 1024).max(1) as u64
+}

@@ -5,3 +5,5 @@ pub mod badness;
 pub mod event;
 pub mod killer;
 pub mod parse;
+pub mod process;
+pub mod standing;
