@@ -23,12 +23,20 @@ pub fn kib(k: u64) -> String {
     }
 }
 
-/// Print a value as pretty JSON on stdout, followed by a newline.
+/// Print a value as JSON on stdout, followed by a newline: indented for a person on a
+/// terminal, compact for a program reading a pipe.
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if tty {
+        serde_json::to_writer_pretty(&mut out, v)?;
+    } else {
+        serde_json::to_writer(&mut out, v)?;
+    }
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

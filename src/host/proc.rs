@@ -5,11 +5,14 @@
 //! several threads. Processes that vanish mid-scan and unreadable files are skipped, never
 //! a panic. Less frequent reads (`stat`, `cmdline`, `meminfo`) use the `procfs` crate.
 
+use std::ffi::CStr;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use procfs::FromRead;
+use rustix::fs::{Mode, OFlags};
 
 use crate::model::process::{CgroupPaths, MemCounters, MemTotals, ProcInfo};
 
@@ -50,19 +53,21 @@ impl ProcFs {
     /// Sample every process. Vanished or unreadable ones are left out.
     pub fn scan(&self) -> anyhow::Result<Vec<ProcInfo>> {
         let pids = self.pids()?;
+        let dir = self.open_root()?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
         if threads <= 1 || pids.len() < 256 {
-            let mut buf = Vec::with_capacity(4096);
-            return Ok(pids.iter().filter_map(|&p| self.sample_with(p, &mut buf)).collect());
+            let mut r = Reader::new(&dir);
+            return Ok(pids.iter().filter_map(|&p| r.sample(p)).collect());
         }
         let chunk = pids.len().div_ceil(threads);
+        let dir = &dir;
         let parts: Vec<Vec<ProcInfo>> = std::thread::scope(|s| {
             let handles: Vec<_> = pids
                 .chunks(chunk)
                 .map(|c| {
                     s.spawn(move || {
-                        let mut buf = Vec::with_capacity(4096);
-                        c.iter().filter_map(|&p| self.sample_with(p, &mut buf)).collect()
+                        let mut r = Reader::new(dir);
+                        c.iter().filter_map(|&p| r.sample(p)).collect()
                     })
                 })
                 .collect();
@@ -73,22 +78,13 @@ impl ProcFs {
 
     /// Sample one process; `None` if it does not exist (any more) or cannot be read.
     pub fn sample(&self, pid: i32) -> Option<ProcInfo> {
-        self.sample_with(pid, &mut Vec::with_capacity(4096))
+        let dir = self.open_root().ok()?;
+        Reader::new(&dir).sample(pid)
     }
 
-    fn sample_with(&self, pid: i32, buf: &mut Vec<u8>) -> Option<ProcInfo> {
-        let dir = self.root.join(itoa::Buffer::new().format(pid));
-        read_into(&dir.join("status"), buf).ok()?;
-        let mut info = parse_status(buf)?;
-        info.pid = pid;
-        // A process may vanish between reads: then it is left out.
-        read_into(&dir.join("oom_score_adj"), buf).ok()?;
-        info.oom_score_adj = parse_i32(buf)?;
-        // cgroup is unreadable in some sandboxes: keep the process, without a path.
-        if read_into(&dir.join("cgroup"), buf).is_ok() {
-            info.cgroup = parse_cgroup(buf);
-        }
-        Some(info)
+    fn open_root(&self) -> anyhow::Result<OwnedFd> {
+        rustix::fs::open(&self.root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .with_context(|| format!("cannot open {}", self.root.display()))
     }
 
     /// `/proc/PID/oom_score`, as the kernel prints it.
@@ -133,6 +129,61 @@ impl ProcFs {
 
     fn pid_path(&self, pid: i32, file: &str) -> PathBuf {
         self.root.join(itoa::Buffer::new().format(pid)).join(file)
+    }
+}
+
+/// Reads `PID/file` relative to an open `/proc` directory with one reusable buffer:
+/// no path allocation, one `openat` and (for these small files) one `read` each.
+struct Reader<'a> {
+    dir: &'a OwnedFd,
+    buf: Vec<u8>,
+    path: [u8; 40],
+}
+
+impl<'a> Reader<'a> {
+    fn new(dir: &'a OwnedFd) -> Self {
+        Reader { dir, buf: vec![0; 8192], path: [0; 40] }
+    }
+
+    /// Read `pid/name` into the buffer; the filled part, or `None` if it cannot be read.
+    fn read(&mut self, pid: i32, name: &str) -> Option<&[u8]> {
+        let mut itoa = itoa::Buffer::new();
+        let p = itoa.format(pid).as_bytes();
+        let len = p.len() + 1 + name.len();
+        if len + 1 > self.path.len() {
+            return None;
+        }
+        self.path[..p.len()].copy_from_slice(p);
+        self.path[p.len()] = b'/';
+        self.path[p.len() + 1..len].copy_from_slice(name.as_bytes());
+        self.path[len] = 0;
+        let cpath = CStr::from_bytes_with_nul(&self.path[..=len]).ok()?;
+        let fd = rustix::fs::openat(self.dir, cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut n = 0;
+        loop {
+            if n == self.buf.len() {
+                self.buf.resize(n * 2, 0);
+            }
+            match rustix::io::read(&fd, &mut self.buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return None,
+            }
+        }
+        Some(&self.buf[..n])
+    }
+
+    fn sample(&mut self, pid: i32) -> Option<ProcInfo> {
+        let mut info = parse_status(self.read(pid, "status")?)?;
+        info.pid = pid;
+        // A process may vanish between reads: then it is left out.
+        info.oom_score_adj = parse_i32(self.read(pid, "oom_score_adj")?)?;
+        // cgroup is unreadable in some sandboxes: keep the process, without a path.
+        if let Some(b) = self.read(pid, "cgroup") {
+            info.cgroup = parse_cgroup(b);
+        }
+        Some(info)
     }
 }
 
