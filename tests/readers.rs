@@ -36,7 +36,10 @@ fn proc_scan_reads_captured_processes() {
     let py = &procs[2];
     assert_eq!((py.name.as_str(), py.oom_score_adj), ("python3", 300));
     let m = py.mem.unwrap();
-    assert_eq!((m.rss_anon_kib, m.rss_file_kib, m.pgtables_kib), (129780, 6656, 312));
+    assert_eq!(
+        (m.rss_anon_kib, m.rss_file_kib, m.pgtables_kib),
+        (129780, 6656, 312)
+    );
     assert_eq!(py.cgroup.v1_memory.as_deref(), Some("/job/4f2a"));
     assert_eq!(procs[3].uid, 1000);
     assert!(procfs.cmdline(4402).unwrap()[0].ends_with("python3"));
@@ -46,10 +49,18 @@ fn proc_scan_reads_captured_processes() {
 #[test]
 fn computed_oom_score_equals_the_captured_kernel_value() {
     let procfs = ProcFs::new(fixtures().join("proc"));
-    let snap = Snapshot { totals: procfs.meminfo().unwrap(), page_kib: 4, procs: procfs.scan().unwrap() };
+    let snap = Snapshot {
+        totals: procfs.meminfo().unwrap(),
+        page_kib: 4,
+        procs: procfs.scan().unwrap(),
+    };
     for pid in [1, 4402] {
         let p = snap.procs.iter().find(|p| p.pid == pid).unwrap();
-        assert_eq!(Some(snap.proc_oom_score(p)), procfs.oom_score(pid), "pid {pid}");
+        assert_eq!(
+            Some(snap.proc_oom_score(p)),
+            procfs.oom_score(pid),
+            "pid {pid}"
+        );
     }
 }
 
@@ -98,7 +109,10 @@ fn cgroup_v1_captured_group() {
     assert_eq!(procs_recursive(&root.join("job")), vec![4402]);
     // The unlimited parent is not the limiting group; the 300 MiB child is.
     assert_eq!(read_memcg(&root.join("job")).unwrap().limit_bytes, None);
-    assert_eq!(cg.limiting_group(&root.join("job/4f2a")).unwrap().dir, root.join("job/4f2a"));
+    assert_eq!(
+        cg.limiting_group(&root.join("job/4f2a")).unwrap().dir,
+        root.join("job/4f2a")
+    );
     assert!(cg.limiting_group(&root.join("job")).is_none());
     let procs = ProcFs::new(fixtures().join("proc")).scan().unwrap();
     let py = procs.iter().find(|p| p.pid == 4402).unwrap();
@@ -109,10 +123,16 @@ fn cgroup_v1_captured_group() {
 fn cgroup_v2_user_slice() {
     let cg = CgroupFs::new(fixtures().join("cgroup-v2"));
     assert!(cg.v1_memory_root().is_none() && cg.v2_has_memory());
-    let user = cg.v2_root().unwrap().join("user.slice/user-1000.slice/user@1000.service");
+    let user = cg
+        .v2_root()
+        .unwrap()
+        .join("user.slice/user-1000.slice/user@1000.service");
     let g = read_memcg(&user).unwrap();
     assert_eq!(g.version, CgroupVersion::V2);
-    assert_eq!((g.limit_bytes, g.high_bytes), (Some(4 << 30), Some(150 << 20)));
+    assert_eq!(
+        (g.limit_bytes, g.high_bytes),
+        (Some(4 << 30), Some(150 << 20))
+    );
     assert_eq!(g.events.unwrap().high, 5312);
     assert_eq!(g.pressure.unwrap().full.avg10, 57.97);
     let procs = ProcFs::new(fixtures().join("proc")).scan().unwrap();
@@ -120,7 +140,10 @@ fn cgroup_v2_user_slice() {
     let dir = cg.memcg_dir(&job.cgroup).unwrap();
     assert!(dir.ends_with("vte-spawn-dbb4a75e.scope"));
     // The scope's own 250 MiB limit is smaller than user@1000.service's 4 GiB.
-    assert_eq!(cg.limiting_group(&dir).unwrap().limit_bytes, Some(262144000));
+    assert_eq!(
+        cg.limiting_group(&dir).unwrap().limit_bytes,
+        Some(262144000)
+    );
     assert_eq!(procs_recursive(&user), vec![5000]);
 }
 
@@ -128,7 +151,9 @@ fn cgroup_v2_user_slice() {
 fn garbled_cgroup_files() {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixtures().join("cgroup-v2"), dir.path());
-    let s = dir.path().join("user.slice/user-1000.slice/user@1000.service");
+    let s = dir
+        .path()
+        .join("user.slice/user-1000.slice/user@1000.service");
     std::fs::write(s.join("memory.max"), "banana").unwrap();
     std::fs::write(s.join("memory.events"), "\u{0}\u{1}").unwrap();
     std::fs::remove_file(s.join("memory.pressure")).unwrap();
@@ -143,7 +168,11 @@ fn garbled_cgroup_files() {
 #[test]
 fn memcg_ranking_on_fixtures() {
     let procfs = ProcFs::new(fixtures().join("proc"));
-    let snap = Snapshot { totals: procfs.meminfo().unwrap(), page_kib: 4, procs: procfs.scan().unwrap() };
+    let snap = Snapshot {
+        totals: procfs.meminfo().unwrap(),
+        page_kib: 4,
+        procs: procfs.scan().unwrap(),
+    };
     let k = KernelOom::memcg("/job/4f2a", [4402], (300 << 20) / 4096);
     let r = k.rank(&snap);
     assert_eq!(r.len(), 1);

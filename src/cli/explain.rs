@@ -14,7 +14,9 @@ use crate::model::standing::{Standing, standing};
 
 /// Arguments of `oomguard explain`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  oomguard explain 4402\n  oomguard explain $(pgrep -f train.py) --json")]
+#[command(
+    after_help = "Examples:\n  oomguard explain 4402\n  oomguard explain $(pgrep -f train.py) --json"
+)]
 pub struct Args {
     /// The process to explain
     pub pid: i32,
@@ -62,7 +64,12 @@ pub struct Explanation {
     pub advice: Vec<String>,
 }
 
-fn compute(killer: &KernelOom, snap: &Snapshot, p: &ProcInfo, limit: Option<u64>) -> Option<Computation> {
+fn compute(
+    killer: &KernelOom,
+    snap: &Snapshot,
+    p: &ProcInfo,
+    limit: Option<u64>,
+) -> Option<Computation> {
     let ranked = killer.rank(snap);
     let st = standing(&ranked, p.pid)?;
     let t = killer.totalpages(snap);
@@ -77,7 +84,9 @@ fn compute(killer: &KernelOom, snap: &Snapshot, p: &ProcInfo, limit: Option<u64>
         totalpages: t,
         footprint_pages: inputs.footprint_pages(),
         adj_pages: inputs.adj_pages(t),
-        badness_pages: badness::unkillable(p).is_none().then(|| badness::badness(&inputs, t)),
+        badness_pages: badness::unkillable(p)
+            .is_none()
+            .then(|| badness::badness(&inputs, t)),
         standing: st,
     })
 }
@@ -92,9 +101,18 @@ pub fn explain(host: &HostArgs, pid: i32) -> anyhow::Result<Explanation> {
         .with_context(|| format!("no process {pid} (it may have exited)"))?
         .clone();
     let m = p.mem.with_context(|| {
-        format!("process {pid} ({}) has no address space: {}", p.name, if p.kthread { "a kernel thread" } else { "a zombie or exiting" })
+        format!(
+            "process {pid} ({}) has no address space: {}",
+            p.name,
+            if p.kthread {
+                "a kernel thread"
+            } else {
+                "a zombie or exiting"
+            }
+        )
     })?;
-    let global = compute(&KernelOom::global(), &snap, &p, None).context("process vanished while ranking")?;
+    let global =
+        compute(&KernelOom::global(), &snap, &p, None).context("process vanished while ranking")?;
     let cg = host.cgroupfs();
     let memcg = memcg_of(&cg, &p, &snap).and_then(|t| {
         let k = KernelOom::memcg(&t.path, t.members.iter().copied(), t.totalpages);
@@ -130,7 +148,11 @@ pub fn explain(host: &HostArgs, pid: i32) -> anyhow::Result<Explanation> {
 }
 
 fn pages(n: i64, page_kib: u64) -> String {
-    format!("{n} pages ({}{})", if n < 0 { "-" } else { "" }, kib(n.unsigned_abs() * page_kib))
+    format!(
+        "{n} pages ({}{})",
+        if n < 0 { "-" } else { "" },
+        kib(n.unsigned_abs() * page_kib)
+    )
 }
 
 fn describe_standing(out: &mut String, c: &Computation, page_kib: u64, scope: &str) {
@@ -140,12 +162,18 @@ fn describe_standing(out: &mut String, c: &Computation, page_kib: u64, scope: &s
             let _ = writeln!(out, "   Never chosen {scope}.");
         }
         Some(1) => {
-            let _ = writeln!(out, "   Rank 1 of {} {scope}: it is the next victim.", s.candidates);
+            let _ = writeln!(
+                out,
+                "   Rank 1 of {} {scope}: it is the next victim.",
+                s.candidates
+            );
             if let (Some(n), Some(lead)) = (&s.next, s.lead_pages) {
                 let _ = writeln!(
                     out,
                     "   The next candidate, {} ({}), scores {} less: it would have to grow that much to go first.",
-                    n.pid, n.name, pages(lead, page_kib)
+                    n.pid,
+                    n.name,
+                    pages(lead, page_kib)
                 );
             }
         }
@@ -157,7 +185,11 @@ fn describe_standing(out: &mut String, c: &Computation, page_kib: u64, scope: &s
                     out,
                     "   Chosen first: {} ({}). To be chosen before it, this process would need {} more,\n   \
                      or an oom_score_adj higher by {} (each unit is {} here).",
-                    f.pid, f.name, pages(need, page_kib), (need + per_adj - 1) / per_adj, pages(per_adj, page_kib)
+                    f.pid,
+                    f.name,
+                    pages(need, page_kib),
+                    (need + per_adj - 1) / per_adj,
+                    pages(per_adj, page_kib)
                 );
             }
         }
@@ -167,7 +199,11 @@ fn describe_standing(out: &mut String, c: &Computation, page_kib: u64, scope: &s
 fn render(e: &Explanation) -> String {
     let mut o = String::new();
     let pk = e.page_kib;
-    let _ = writeln!(o, "Process {} ({}), user {}, oom_score_adj {}", e.pid, e.name, e.user, e.oom_score_adj);
+    let _ = writeln!(
+        o,
+        "Process {} ({}), user {}, oom_score_adj {}",
+        e.pid, e.name, e.user, e.oom_score_adj
+    );
     let g = &e.global;
     let _ = writeln!(o, "\nIf all of memory runs out (global OOM):");
     let _ = writeln!(
@@ -181,7 +217,11 @@ fn render(e: &Explanation) -> String {
         kib(e.pgtables_kib),
         pages(g.footprint_pages as i64, pk)
     );
-    let _ = writeln!(o, " 2. Total: RAM + swap = {}", pages(g.totalpages as i64, pk));
+    let _ = writeln!(
+        o,
+        " 2. Total: RAM + swap = {}",
+        pages(g.totalpages as i64, pk)
+    );
     let _ = writeln!(
         o,
         " 3. Adjustment: adj {} x ({} / 1000 = {}) = {}",
@@ -192,7 +232,13 @@ fn render(e: &Explanation) -> String {
     );
     match g.badness_pages {
         Some(b) => {
-            let _ = writeln!(o, " 4. Badness: {} + {} = {}", g.footprint_pages, g.adj_pages, pages(b, pk));
+            let _ = writeln!(
+                o,
+                " 4. Badness: {} + {} = {}",
+                g.footprint_pages,
+                g.adj_pages,
+                pages(b, pk)
+            );
             let frac = b.saturating_mul(1000) / g.totalpages.max(1) as i64;
             let _ = writeln!(
                 o,
@@ -207,10 +253,18 @@ fn render(e: &Explanation) -> String {
     }
     match e.kernel_oom_score {
         Some(k) if k == e.oom_score => {
-            let _ = writeln!(o, "    The kernel's /proc/{}/oom_score says {k}: the same.", e.pid);
+            let _ = writeln!(
+                o,
+                "    The kernel's /proc/{}/oom_score says {k}: the same.",
+                e.pid
+            );
         }
         Some(k) => {
-            let _ = writeln!(o, "    The kernel's /proc/{}/oom_score says {k} (memory changed between the reads).", e.pid);
+            let _ = writeln!(
+                o,
+                "    The kernel's /proc/{}/oom_score says {k} (memory changed between the reads).",
+                e.pid
+            );
         }
         None => {}
     }
@@ -220,9 +274,14 @@ fn render(e: &Explanation) -> String {
             o,
             "\nIf its memory cgroup {} reaches its limit{} (memcg OOM):",
             m.constraint,
-            m.limit_bytes.map_or(String::new(), |l| format!(" of {}", kib(l / 1024)))
+            m.limit_bytes
+                .map_or(String::new(), |l| format!(" of {}", kib(l / 1024)))
         );
-        let _ = writeln!(o, "    Total: the limit = {}", pages(m.totalpages as i64, pk));
+        let _ = writeln!(
+            o,
+            "    Total: the limit = {}",
+            pages(m.totalpages as i64, pk)
+        );
         let _ = writeln!(
             o,
             "    Adjustment: adj {} x ({} / 1000) = {}",
@@ -231,11 +290,20 @@ fn render(e: &Explanation) -> String {
             pages(m.adj_pages, pk)
         );
         if let Some(b) = m.badness_pages {
-            let _ = writeln!(o, "    Badness: {} + {} = {}", m.footprint_pages, m.adj_pages, pages(b, pk));
+            let _ = writeln!(
+                o,
+                "    Badness: {} + {} = {}",
+                m.footprint_pages,
+                m.adj_pages,
+                pages(b, pk)
+            );
         }
         describe_standing(&mut o, m, pk, "in the group");
     } else {
-        let _ = writeln!(o, "\nNo memory cgroup limits it: only a global OOM can choose it.");
+        let _ = writeln!(
+            o,
+            "\nNo memory cgroup limits it: only a global OOM can choose it."
+        );
     }
     let _ = writeln!(o);
     for a in &e.advice {

@@ -20,10 +20,20 @@ pub struct HostArgs {
     #[arg(long, hide = true, env = "OOMGUARD_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
     /// Mount point of cgroupfs
-    #[arg(long, hide = true, env = "OOMGUARD_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    #[arg(
+        long,
+        hide = true,
+        env = "OOMGUARD_CGROUP_ROOT",
+        default_value = "/sys/fs/cgroup"
+    )]
     pub cgroup_root: PathBuf,
     /// The passwd file for user names
-    #[arg(long, hide = true, env = "OOMGUARD_PASSWD", default_value = "/etc/passwd")]
+    #[arg(
+        long,
+        hide = true,
+        env = "OOMGUARD_PASSWD",
+        default_value = "/etc/passwd"
+    )]
     pub passwd: PathBuf,
 }
 
@@ -46,7 +56,11 @@ impl HostArgs {
         // Leave ourselves out: a transient reader is noise in "who dies next".
         let me = std::process::id() as i32;
         procs.retain(|p| p.pid != me);
-        Ok(Snapshot { totals, page_kib: crate::host::page_kib(), procs })
+        Ok(Snapshot {
+            totals,
+            page_kib: crate::host::page_kib(),
+            procs,
+        })
     }
 }
 
@@ -68,9 +82,17 @@ pub fn memcg_target(cg: &CgroupFs, dir: &Path, snap: &Snapshot) -> anyhow::Resul
     if group.limit_bytes.is_none() {
         let hint = cg
             .limiting_group(dir)
-            .map(|g| format!("; its nearest limited ancestor is {} (try --cgroup {0})", g.dir.display()))
+            .map(|g| {
+                format!(
+                    "; its nearest limited ancestor is {} (try --cgroup {0})",
+                    g.dir.display()
+                )
+            })
             .unwrap_or_default();
-        bail!("{} has no memory limit, so no memcg OOM can start there{hint}", dir.display());
+        bail!(
+            "{} has no memory limit, so no memcg OOM can start there{hint}",
+            dir.display()
+        );
     }
     Ok(target_of(cg, group, snap))
 }
@@ -87,28 +109,55 @@ fn target_of(cg: &CgroupFs, group: MemCgroup, snap: &Snapshot) -> MemcgTarget {
     let page = snap.page_kib * 1024;
     let limit_pages = group.limit_bytes.unwrap_or(u64::MAX) / page;
     let swap_total_pages = snap.totals.swap_total_kib / snap.page_kib;
-    let totalpages =
-        memcg_totalpages(limit_pages, group.swap_limit_bytes.map(|b| b / page), swap_total_pages, group.swappiness_zero);
+    let totalpages = memcg_totalpages(
+        limit_pages,
+        group.swap_limit_bytes.map(|b| b / page),
+        swap_total_pages,
+        group.swappiness_zero,
+    );
     let path = cg
         .hierarchy_root(&group.dir)
-        .and_then(|r| group.dir.strip_prefix(r).ok().map(|p| format!("/{}", p.display())))
+        .and_then(|r| {
+            group
+                .dir
+                .strip_prefix(r)
+                .ok()
+                .map(|p| format!("/{}", p.display()))
+        })
         .unwrap_or_else(|| group.dir.display().to_string());
-    MemcgTarget { members: procs_recursive(&group.dir), group, path, totalpages }
+    MemcgTarget {
+        members: procs_recursive(&group.dir),
+        group,
+        path,
+        totalpages,
+    }
 }
 
 /// Resolve `--cgroup DIR`: an absolute directory, or a path relative to the cgroup mount.
 pub fn resolve_cgroup_dir(cg: &CgroupFs, arg: &Path) -> anyhow::Result<PathBuf> {
-    let cands = [Some(arg.to_path_buf()), cg.v1_memory_root().map(|r| r.join(arg.strip_prefix("/").unwrap_or(arg))), cg.v2_root().map(|r| r.join(arg.strip_prefix("/").unwrap_or(arg)))];
+    let cands = [
+        Some(arg.to_path_buf()),
+        cg.v1_memory_root()
+            .map(|r| r.join(arg.strip_prefix("/").unwrap_or(arg))),
+        cg.v2_root()
+            .map(|r| r.join(arg.strip_prefix("/").unwrap_or(arg))),
+    ];
     cands
         .into_iter()
         .flatten()
         .find(|p| p.is_dir())
-        .with_context(|| format!("no cgroup directory {} (give a directory under the cgroup mount)", arg.display()))
+        .with_context(|| {
+            format!(
+                "no cgroup directory {} (give a directory under the cgroup mount)",
+                arg.display()
+            )
+        })
 }
 
 /// The systemd unit a cgroup path belongs to: its last `.service` or `.scope` component.
 pub fn unit_of(path: &str) -> Option<&str> {
-    path.rsplit('/').find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+    path.rsplit('/')
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
 }
 
 /// One process in victim order, as `top --json` prints it. The keys are a contract.
@@ -145,7 +194,13 @@ impl Row {
         let p = r.proc;
         let m = p.mem.unwrap_or_default();
         let cgroup = p.cgroup.display().map(str::to_string);
-        let unit = p.cgroup.unified.as_deref().or(cgroup.as_deref()).and_then(unit_of).map(str::to_string);
+        let unit = p
+            .cgroup
+            .unified
+            .as_deref()
+            .or(cgroup.as_deref())
+            .and_then(unit_of)
+            .map(str::to_string);
         Row {
             rank: r.rank,
             pid: p.pid,
@@ -176,7 +231,10 @@ mod tests {
     use super::*;
     #[test]
     fn units() {
-        assert_eq!(unit_of("/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-x.scope"), Some("vte-spawn-x.scope"));
+        assert_eq!(
+            unit_of("/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-x.scope"),
+            Some("vte-spawn-x.scope")
+        );
         assert_eq!(unit_of("/system.slice/ssh.service"), Some("ssh.service"));
         assert_eq!(unit_of("/process_api/241e"), None);
     }

@@ -67,10 +67,18 @@ fn gather(args: &Args) -> anyhow::Result<View> {
         rows.truncate(n);
     }
     let psi = system_memory_pressure(&args.host.proc_root).ok();
-    Ok(View { header: header(&snap, target.as_ref(), psi, killer.totalpages(&snap)), rows })
+    Ok(View {
+        header: header(&snap, target.as_ref(), psi, killer.totalpages(&snap)),
+        rows,
+    })
 }
 
-fn header(snap: &Snapshot, target: Option<&MemcgTarget>, psi: Option<Pressure>, total: u64) -> Vec<String> {
+fn header(
+    snap: &Snapshot,
+    target: Option<&MemcgTarget>,
+    psi: Option<Pressure>,
+    total: u64,
+) -> Vec<String> {
     let t = &snap.totals;
     let mut h = vec![format!(
         "Memory {} total, {} available ({:.0}%); swap {} total, {} free",
@@ -88,7 +96,9 @@ fn header(snap: &Snapshot, target: Option<&MemcgTarget>, psi: Option<Pressure>, 
         None => "Pressure: not available (kernel without PSI)".into(),
     });
     h.push(match target {
-        None => format!("Kernel OOM killer, global: candidates ranked against RAM + swap = {total} pages"),
+        None => format!(
+            "Kernel OOM killer, global: candidates ranked against RAM + swap = {total} pages"
+        ),
         Some(t) => format!(
             "Kernel memcg OOM in {}: limit {}, usage {}, total {} pages, {} members",
             t.path,
@@ -101,13 +111,26 @@ fn header(snap: &Snapshot, target: Option<&MemcgTarget>, psi: Option<Pressure>, 
     h
 }
 
-const COLS: [(&str, usize); 9] =
-    [("#", 4), ("PID", 7), ("USER", 9), ("NAME", 15), ("RSS", 10), ("SWAP", 9), ("ADJ", 5), ("SCORE", 5), ("SHARE", 6)];
+const COLS: [(&str, usize); 9] = [
+    ("#", 4),
+    ("PID", 7),
+    ("USER", 9),
+    ("NAME", 15),
+    ("RSS", 10),
+    ("SWAP", 9),
+    ("ADJ", 5),
+    ("SCORE", 5),
+    ("SHARE", 6),
+];
 /// Width left for the cgroup/unit column in a 100-column table.
 const CGROUP_W: usize = 100 - 4 - 7 - 9 - 15 - 10 - 9 - 5 - 5 - 6 - 9;
 
 fn cells(r: &Row) -> [String; 10] {
-    let place = r.cgroup.as_deref().map(|c| r.unit.clone().unwrap_or_else(|| c.to_string())).unwrap_or_default();
+    let place = r
+        .cgroup
+        .as_deref()
+        .map(|c| r.unit.clone().unwrap_or_else(|| c.to_string()))
+        .unwrap_or_default();
     [
         r.rank.map_or("-".into(), |n| n.to_string()),
         r.pid.to_string(),
@@ -125,11 +148,19 @@ fn cells(r: &Row) -> [String; 10] {
 /// Cut `s` to `w` characters, keeping its end (the informative part of paths).
 fn tail(s: &str, w: usize) -> String {
     let n = s.chars().count();
-    if n <= w { s.to_string() } else { format!("…{}", s.chars().skip(n + 1 - w).collect::<String>()) }
+    if n <= w {
+        s.to_string()
+    } else {
+        format!("…{}", s.chars().skip(n + 1 - w).collect::<String>())
+    }
 }
 
 fn head(s: &str, w: usize) -> String {
-    if s.chars().count() <= w { s.to_string() } else { s.chars().take(w).collect() }
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        s.chars().take(w).collect()
+    }
 }
 
 fn print_table(view: &View) -> anyhow::Result<()> {
@@ -143,13 +174,25 @@ fn print_table(view: &View) -> anyhow::Result<()> {
         line.push_str(&format!("{name:>w$} "));
     }
     line.push_str("CGROUP/UNIT");
-    writeln!(out, "{}", if color { format!("\x1b[1m{line}\x1b[0m") } else { line })?;
+    writeln!(
+        out,
+        "{}",
+        if color {
+            format!("\x1b[1m{line}\x1b[0m")
+        } else {
+            line
+        }
+    )?;
     for r in &view.rows {
         let c = cells(r);
         let mut line = String::new();
         for (i, (_, w)) in COLS.iter().enumerate() {
             let w = *w;
-            let v = if i == 3 || i == 2 { head(&c[i], w) } else { c[i].clone() };
+            let v = if i == 3 || i == 2 {
+                head(&c[i], w)
+            } else {
+                c[i].clone()
+            };
             if i == 2 || i == 3 {
                 line.push_str(&format!("{v:<w$} "));
             } else {
@@ -158,7 +201,11 @@ fn print_table(view: &View) -> anyhow::Result<()> {
         }
         line.push_str(&tail(&c[9], CGROUP_W));
         let line = line.trim_end().to_string();
-        let line = if color && r.rank == Some(1) { format!("\x1b[31m{line}\x1b[0m") } else { line };
+        let line = if color && r.rank == Some(1) {
+            format!("\x1b[31m{line}\x1b[0m")
+        } else {
+            line
+        };
         if writeln!(out, "{line}").is_err() {
             break; // e.g. `| head`: a closed pipe is not an error
         }
@@ -177,41 +224,54 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Draw one frame of the live view.
+fn draw(f: &mut ratatui::Frame, view: &View) {
+    use ratatui::layout::{Constraint, Layout};
+    use ratatui::style::{Modifier, Style};
+    use ratatui::widgets::{Paragraph, Row as TRow, Table};
+
+    let [top, body] = Layout::vertical([
+        Constraint::Length(view.header.len() as u16 + 1),
+        Constraint::Min(0),
+    ])
+    .areas(f.area());
+    let mut hdr = view.header.clone();
+    hdr.push("q: quit".into());
+    f.render_widget(Paragraph::new(hdr.join("\n")), top);
+    let widths = COLS
+        .iter()
+        .map(|(_, w)| Constraint::Length(*w as u16))
+        .chain([Constraint::Min(10)]);
+    let rows = view.rows.iter().map(|r| {
+        let row = TRow::new(cells(r));
+        if r.rank == Some(1) {
+            row.style(Style::default().add_modifier(Modifier::BOLD))
+        } else {
+            row
+        }
+    });
+    let head = TRow::new(COLS.iter().map(|(n, _)| *n).chain(["CGROUP/UNIT"]))
+        .style(Style::default().add_modifier(Modifier::REVERSED));
+    f.render_widget(Table::new(rows, widths).header(head), body);
+}
+
 /// The live view: refreshed every `--interval` seconds; q, Esc or Ctrl-C quits.
 fn live(args: &Args) -> anyhow::Result<()> {
     use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
-    use ratatui::layout::{Constraint, Layout};
-    use ratatui::style::{Modifier, Style};
-    use ratatui::widgets::{Block, Paragraph, Row as TRow, Table};
 
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
     let mut view = gather(args)?;
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
         loop {
-            terminal.draw(|f| {
-                let [top, body] =
-                    Layout::vertical([Constraint::Length(view.header.len() as u16 + 1), Constraint::Min(0)])
-                        .areas(f.area());
-                let mut hdr = view.header.clone();
-                hdr.push("q: quit".into());
-                f.render_widget(Paragraph::new(hdr.join("\n")), top);
-                let widths = COLS.iter().map(|(_, w)| Constraint::Length(*w as u16)).chain([Constraint::Min(10)]);
-                let rows = view.rows.iter().map(|r| {
-                    let row = TRow::new(cells(r));
-                    if r.rank == Some(1) { row.style(Style::default().add_modifier(Modifier::BOLD)) } else { row }
-                });
-                let head = TRow::new(COLS.iter().map(|(n, _)| *n).chain(["CGROUP/UNIT"]))
-                    .style(Style::default().add_modifier(Modifier::REVERSED));
-                let t = Table::new(rows, widths).header(head).block(Block::default());
-                f.render_widget(t, body);
-            })?;
-            if event::poll(interval)? {
-                if let Event::Key(k) = event::read()? {
-                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
-                        return Ok(());
-                    }
+            terminal.draw(|f| draw(f, &view))?;
+            if event::poll(interval)?
+                && let Event::Key(k) = event::read()?
+            {
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                if matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
+                    return Ok(());
                 }
             }
             view = gather(args)?;
@@ -219,4 +279,80 @@ fn live(args: &Args) -> anyhow::Result<()> {
     })();
     ratatui::restore();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn fixture_args(extra: &[&str]) -> Args {
+        let fx = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut argv = vec![
+            "t".to_string(),
+            format!("--proc-root={fx}/proc"),
+            format!("--cgroup-root={fx}/cgroup-v1"),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        T::parse_from(argv).a
+    }
+
+    #[test]
+    fn live_view_renders_header_and_victims() {
+        let view = gather(&fixture_args(&[])).unwrap();
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 12)).unwrap();
+        term.draw(|f| draw(f, &view)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        for needle in [
+            "Memory 23.",
+            "Kernel OOM killer, global",
+            "q: quit",
+            "PID",
+            "python3",
+            "4402",
+            "870",
+        ] {
+            assert!(
+                screen.contains(needle),
+                "missing {needle:?} on screen:\n{screen}"
+            );
+        }
+    }
+
+    #[test]
+    fn table_fits_100_columns_and_memcg_mode_ranks_members_only() {
+        let view = gather(&fixture_args(&["--cgroup", "job/4f2a"])).unwrap();
+        assert_eq!(
+            view.rows.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            vec![4402]
+        );
+        assert!(
+            view.header[2].contains("memcg OOM in /job/4f2a: limit 300.0 MiB"),
+            "{}",
+            view.header[2]
+        );
+        for r in &view.rows {
+            let c = cells(r);
+            let w: usize = COLS.iter().map(|(_, w)| w + 1).sum::<usize>()
+                + tail(&c[9], CGROUP_W).chars().count();
+            assert!(w <= 100, "{w}");
+        }
+        let err = gather(&fixture_args(&["--cgroup", "job"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("has no memory limit"), "{err}");
+    }
 }

@@ -95,17 +95,20 @@ impl CgroupFs {
         if let (Some(root), Some(p)) = (self.v1_memory_root(), &paths.v1_memory) {
             return Some(join_cgroup(&root, p));
         }
-        if self.v2_has_memory() {
-            if let (Some(root), Some(p)) = (self.v2_root(), &paths.unified) {
-                return Some(join_cgroup(&root, p));
-            }
+        if self.v2_has_memory()
+            && let (Some(root), Some(p)) = (self.v2_root(), &paths.unified)
+        {
+            return Some(join_cgroup(&root, p));
         }
         None
     }
 
     /// The mount root that `dir` lies under, if any.
     pub fn hierarchy_root(&self, dir: &Path) -> Option<PathBuf> {
-        [self.v1_memory_root(), self.v2_root()].into_iter().flatten().find(|r| dir.starts_with(r))
+        [self.v1_memory_root(), self.v2_root()]
+            .into_iter()
+            .flatten()
+            .find(|r| dir.starts_with(r))
     }
 
     /// The ancestor-or-self of `dir` whose hard limit is the smallest (where a memcg OOM would
@@ -115,12 +118,14 @@ impl CgroupFs {
         let mut best: Option<MemCgroup> = None;
         let mut cur = Some(dir);
         while let Some(d) = cur {
-            if let Ok(g) = read_memcg(d) {
-                if let Some(l) = g.limit_bytes {
-                    if best.as_ref().and_then(|b| b.limit_bytes).is_none_or(|b| l < b) {
-                        best = Some(g);
-                    }
-                }
+            if let Ok(g) = read_memcg(d)
+                && let Some(l) = g.limit_bytes
+                && best
+                    .as_ref()
+                    .and_then(|b| b.limit_bytes)
+                    .is_none_or(|b| l < b)
+            {
+                best = Some(g);
             }
             if d == root {
                 break;
@@ -150,7 +155,10 @@ pub fn detect_version(dir: &Path) -> Option<CgroupVersion> {
 /// a directory that is not a memory cgroup is an error.
 pub fn read_memcg(dir: &Path) -> anyhow::Result<MemCgroup> {
     let version = detect_version(dir).with_context(|| {
-        format!("{} is not a memory cgroup (no memory.max or memory.limit_in_bytes)", dir.display())
+        format!(
+            "{} is not a memory cgroup (no memory.max or memory.limit_in_bytes)",
+            dir.display()
+        )
     })?;
     let num = |f: &str| read_limit(&dir.join(f));
     Ok(match version {
@@ -181,7 +189,9 @@ pub fn read_memcg(dir: &Path) -> anyhow::Result<MemCgroup> {
             swap_limit_bytes: num("memory.swap.max").flatten(),
             swap_usage_bytes: num("memory.swap.current").flatten(),
             swappiness_zero: false,
-            events: std::fs::read_to_string(dir.join("memory.events")).ok().map(|s| parse_events(&s)),
+            events: std::fs::read_to_string(dir.join("memory.events"))
+                .ok()
+                .map(|s| parse_events(&s)),
             pressure: read_pressure(&dir.join("memory.pressure")).ok(),
         },
     })
@@ -226,8 +236,13 @@ pub fn parse_events(s: &str) -> MemEvents {
 
 fn read_oom_control(path: &Path) -> Option<MemEvents> {
     let s = std::fs::read_to_string(path).ok()?;
-    let kill = s.lines().find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())?;
-    Some(MemEvents { oom_kill: kill, ..MemEvents::default() })
+    let kill = s
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())?;
+    Some(MemEvents {
+        oom_kill: kill,
+        ..MemEvents::default()
+    })
 }
 
 /// Every process in `dir` and its descendant groups (`cgroup.procs`, recursively).
@@ -240,7 +255,11 @@ pub fn procs_recursive(dir: &Path) -> Vec<i32> {
             out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         }
         if let Ok(rd) = std::fs::read_dir(&d) {
-            stack.extend(rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            stack.extend(
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
     }
     out.sort_unstable();
@@ -263,7 +282,9 @@ mod tests {
 
     #[test]
     fn events() {
-        let e = parse_events("low 0\nhigh 12\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\nnew_key 5\nbad\n");
+        let e = parse_events(
+            "low 0\nhigh 12\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\nnew_key 5\nbad\n",
+        );
         assert_eq!((e.high, e.max, e.oom, e.oom_kill), (12, 7, 2, 1));
     }
 }

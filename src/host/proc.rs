@@ -54,7 +54,9 @@ impl ProcFs {
     pub fn scan(&self) -> anyhow::Result<Vec<ProcInfo>> {
         let pids = self.pids()?;
         let dir = self.open_root()?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
         if threads <= 1 || pids.len() < 256 {
             let mut r = Reader::new(&dir);
             return Ok(pids.iter().filter_map(|&p| r.sample(p)).collect());
@@ -71,7 +73,10 @@ impl ProcFs {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         Ok(parts.into_iter().flatten().collect())
     }
@@ -83,8 +88,12 @@ impl ProcFs {
     }
 
     fn open_root(&self) -> anyhow::Result<OwnedFd> {
-        rustix::fs::open(&self.root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .with_context(|| format!("cannot open {}", self.root.display()))
+        rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {}", self.root.display()))
     }
 
     /// `/proc/PID/oom_score`, as the kernel prints it.
@@ -142,7 +151,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(dir: &'a OwnedFd) -> Self {
-        Reader { dir, buf: vec![0; 8192], path: [0; 40] }
+        Reader {
+            dir,
+            buf: vec![0; 8192],
+            path: [0; 40],
+        }
     }
 
     /// Read `pid/name` into the buffer; the filled part, or `None` if it cannot be read.
@@ -158,7 +171,13 @@ impl<'a> Reader<'a> {
         self.path[p.len() + 1..len].copy_from_slice(name.as_bytes());
         self.path[len] = 0;
         let cpath = CStr::from_bytes_with_nul(&self.path[..=len]).ok()?;
-        let fd = rustix::fs::openat(self.dir, cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let fd = rustix::fs::openat(
+            self.dir,
+            cpath,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
         let mut n = 0;
         loop {
             if n == self.buf.len() {
@@ -205,7 +224,9 @@ pub fn parse_status(buf: &[u8]) -> Option<ProcInfo> {
     let mut mem = MemCounters::default();
     let (mut seen_name, mut seen_rss) = (false, false);
     for line in buf.split(|&b| b == b'\n') {
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let (key, val) = (&line[..colon], &line[colon + 1..]);
         match key {
             b"Name" => {
@@ -239,15 +260,24 @@ pub fn parse_status(buf: &[u8]) -> Option<ProcInfo> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
 /// The first unsigned decimal number in `v` (after leading whitespace).
 fn leading_num(v: &[u8]) -> Option<u64> {
     let v = trim(v);
-    let end = v.iter().position(|b| !b.is_ascii_digit()).unwrap_or(v.len());
+    let end = v
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(v.len());
     if end == 0 {
         return None;
     }
@@ -284,7 +314,10 @@ mod tests {
     #[test]
     fn status_fields() {
         let p = parse_status(STATUS.as_bytes()).unwrap();
-        assert_eq!((p.name.as_str(), p.ppid, p.uid, p.kthread), ("python3", 4400, 1000, false));
+        assert_eq!(
+            (p.name.as_str(), p.ppid, p.uid, p.kthread),
+            ("python3", 4400, 1000, false)
+        );
         let m = p.mem.unwrap();
         assert_eq!(m.rss_kib(), 1037312);
         assert_eq!((m.pgtables_kib, m.swap_kib), (2104, 12));
@@ -318,7 +351,16 @@ mod tests {
         let v2 = b"0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n";
         let c = parse_cgroup(v2);
         assert_eq!(c.v1_memory, None);
-        assert_eq!(c.display(), Some("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope"));
-        assert_eq!(parse_cgroup(b"garbage\n::\n"), CgroupPaths { v1_memory: None, unified: None });
+        assert_eq!(
+            c.display(),
+            Some("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope")
+        );
+        assert_eq!(
+            parse_cgroup(b"garbage\n::\n"),
+            CgroupPaths {
+                v1_memory: None,
+                unified: None
+            }
+        );
     }
 }

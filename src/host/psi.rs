@@ -32,7 +32,10 @@ pub fn read_pressure(path: &Path) -> anyhow::Result<Pressure> {
         avg300: r.avg300,
         total_us: r.total,
     };
-    Ok(Pressure { some: line(p.some), full: line(p.full) })
+    Ok(Pressure {
+        some: line(p.some),
+        full: line(p.full),
+    })
 }
 
 /// The system's memory pressure, from `<proc_root>/pressure/memory` (absent without CONFIG_PSI).

@@ -35,9 +35,16 @@ mod tests {
     fn passwd() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("passwd");
-        std::fs::write(&p, "root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1000:1000::/home/a:/bin/sh\n").unwrap();
+        std::fs::write(
+            &p,
+            "root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1000:1000::/home/a:/bin/sh\n",
+        )
+        .unwrap();
         let u = UserNames::load(&p);
-        assert_eq!((u.name(0), u.name(1000), u.name(4242)), ("root".into(), "alice".into(), "4242".into()));
+        assert_eq!(
+            (u.name(0), u.name(1000), u.name(4242)),
+            ("root".into(), "alice".into(), "4242".into())
+        );
         assert_eq!(UserNames::load(&d.path().join("none")).name(0), "0");
     }
 }

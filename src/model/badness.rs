@@ -140,7 +140,12 @@ mod tests {
     const T: u64 = 24 * 1024 * 1024 / 4; // 24 GiB of 4 KiB pages
 
     fn inputs(rss: u64, adj: i32) -> BadnessInputs {
-        BadnessInputs { rss_pages: rss, swap_pages: 0, pgtables_pages: 0, oom_score_adj: adj }
+        BadnessInputs {
+            rss_pages: rss,
+            swap_pages: 0,
+            pgtables_pages: 0,
+            oom_score_adj: adj,
+        }
     }
 
     #[test]

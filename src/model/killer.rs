@@ -54,7 +54,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// `totalpages` for the global case: what `/proc/PID/oom_score` is computed against.
     pub fn global_totalpages(&self) -> u64 {
-        badness::global_totalpages(self.totals.mem_total_kib, self.totals.swap_total_kib, self.page_kib)
+        badness::global_totalpages(
+            self.totals.mem_total_kib,
+            self.totals.swap_total_kib,
+            self.page_kib,
+        )
     }
 
     /// The score `/proc/PID/oom_score` shows for a process (always the global figure).
@@ -109,14 +113,23 @@ pub struct KernelOom {
 impl KernelOom {
     /// A global OOM: every process, against RAM + swap.
     pub fn global() -> Self {
-        KernelOom { constraint: Constraint::Global, memcg: None }
+        KernelOom {
+            constraint: Constraint::Global,
+            memcg: None,
+        }
     }
 
     /// A memory-cgroup OOM in `cgroup`: only `members`, against `totalpages` (see
     /// [`badness::memcg_totalpages`]).
-    pub fn memcg(cgroup: impl Into<String>, members: impl IntoIterator<Item = i32>, totalpages: u64) -> Self {
+    pub fn memcg(
+        cgroup: impl Into<String>,
+        members: impl IntoIterator<Item = i32>,
+        totalpages: u64,
+    ) -> Self {
         KernelOom {
-            constraint: Constraint::Memcg { cgroup: cgroup.into() },
+            constraint: Constraint::Memcg {
+                cgroup: cgroup.into(),
+            },
             memcg: Some((members.into_iter().collect(), totalpages.max(1))),
         }
     }
@@ -132,7 +145,9 @@ impl Killer for KernelOom {
     }
 
     fn totalpages(&self, snap: &Snapshot) -> u64 {
-        self.memcg.as_ref().map_or_else(|| snap.global_totalpages(), |(_, t)| *t)
+        self.memcg
+            .as_ref()
+            .map_or_else(|| snap.global_totalpages(), |(_, t)| *t)
     }
 
     fn rank<'a>(&self, snap: &'a Snapshot) -> Vec<Ranked<'a>> {
@@ -143,15 +158,24 @@ impl Killer for KernelOom {
             .filter(|p| !p.kthread && p.mem.is_some())
             .filter(|p| self.memcg.as_ref().is_none_or(|(m, _)| m.contains(&p.pid)))
             .map(|p| {
-                let inputs =
-                    p.mem.as_ref().map(|m| BadnessInputs::from_counters(m, p.oom_score_adj, snap.page_kib));
+                let inputs = p
+                    .mem
+                    .as_ref()
+                    .map(|m| BadnessInputs::from_counters(m, p.oom_score_adj, snap.page_kib));
                 let unkillable = badness::unkillable(p);
                 let badness = match (unkillable, &inputs) {
                     (None, Some(i)) => Some(badness::badness(i, t)),
                     _ => None,
                 };
                 let share = inputs.map_or(0.0, |i| i.footprint_pages() as f64 / t as f64);
-                Ranked { rank: None, proc: p, inputs, badness, unkillable, share }
+                Ranked {
+                    rank: None,
+                    proc: p,
+                    inputs,
+                    badness,
+                    unkillable,
+                    share,
+                }
             })
             .collect();
         // The kernel keeps the first task with the highest points, replacing it on ties
@@ -159,11 +183,13 @@ impl Killer for KernelOom {
         // which is roughly the newest; the higher pid stands in for that.
         rows.sort_by(|a, b| {
             let key = |r: &Ranked| (r.badness.is_some(), r.badness.unwrap_or(i64::MIN));
-            key(b).cmp(&key(a)).then_with(|| {
-                let fp = |r: &Ranked| r.inputs.map_or(0, |i| i.footprint_pages());
-                fp(b).cmp(&fp(a))
-            })
-            .then_with(|| b.proc.pid.cmp(&a.proc.pid))
+            key(b)
+                .cmp(&key(a))
+                .then_with(|| {
+                    let fp = |r: &Ranked| r.inputs.map_or(0, |i| i.footprint_pages());
+                    fp(b).cmp(&fp(a))
+                })
+                .then_with(|| b.proc.pid.cmp(&a.proc.pid))
         });
         for (i, r) in rows.iter_mut().filter(|r| r.badness.is_some()).enumerate() {
             r.rank = Some(i + 1);
@@ -182,7 +208,10 @@ mod tests {
             pid,
             ppid: 1,
             name: format!("p{pid}"),
-            mem: Some(MemCounters { rss_anon_kib: rss_mib * 1024, ..Default::default() }),
+            mem: Some(MemCounters {
+                rss_anon_kib: rss_mib * 1024,
+                ..Default::default()
+            }),
             oom_score_adj: adj,
             ..Default::default()
         }
@@ -190,7 +219,10 @@ mod tests {
 
     fn snap(procs: Vec<ProcInfo>) -> Snapshot {
         Snapshot {
-            totals: MemTotals { mem_total_kib: 8 << 20, ..Default::default() },
+            totals: MemTotals {
+                mem_total_kib: 8 << 20,
+                ..Default::default()
+            },
             page_kib: 4,
             procs,
         }
@@ -198,12 +230,27 @@ mod tests {
 
     #[test]
     fn global_order_follows_badness_and_adj() {
-        let s = snap(vec![proc(1, 5000, 0), proc(10, 300, 0), proc(11, 200, 0), proc(12, 100, 500), proc(13, 900, -1000)]);
+        let s = snap(vec![
+            proc(1, 5000, 0),
+            proc(10, 300, 0),
+            proc(11, 200, 0),
+            proc(12, 100, 500),
+            proc(13, 900, -1000),
+        ]);
         let r = KernelOom::global().rank(&s);
         let order: Vec<_> = r.iter().map(|r| (r.proc.pid, r.rank)).collect();
         // adj 500 on an 8 GiB machine adds ~4 GiB worth of pages: it goes first.
         // PID 1 and adj -1000 are never chosen: last, largest first.
-        assert_eq!(order, vec![(12, Some(1)), (10, Some(2)), (11, Some(3)), (1, None), (13, None)]);
+        assert_eq!(
+            order,
+            vec![
+                (12, Some(1)),
+                (10, Some(2)),
+                (11, Some(3)),
+                (1, None),
+                (13, None)
+            ]
+        );
         assert_eq!(r[3].unkillable, Some(Unkillable::Init));
         assert_eq!(r[4].unkillable, Some(Unkillable::AdjMin));
         assert_eq!(s.proc_oom_score(&s.procs[0]), 0);
@@ -216,14 +263,20 @@ mod tests {
         let limit_pages = 600 * 256;
         let k = KernelOom::memcg("/job", [11, 12], limit_pages);
         let r = k.rank(&s);
-        assert_eq!(r.iter().map(|r| r.proc.pid).collect::<Vec<_>>(), vec![12, 11]);
+        assert_eq!(
+            r.iter().map(|r| r.proc.pid).collect::<Vec<_>>(),
+            vec![12, 11]
+        );
         assert!((r[0].share - 250.0 / 600.0).abs() < 1e-9);
         // The adjustment scales with the limit, not with RAM: +100 adj = 60 MiB here.
         let mut s2 = s.clone();
         s2.procs[1].oom_score_adj = 100;
         let r = KernelOom::memcg("/job", [11, 12], limit_pages).rank(&s2);
         assert_eq!(r[0].proc.pid, 11);
-        assert_eq!(r[0].badness, Some(200 * 256 + 100 * (limit_pages as i64 / 1000)));
+        assert_eq!(
+            r[0].badness,
+            Some(200 * 256 + 100 * (limit_pages as i64 / 1000))
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub struct Standing {
 }
 
 fn neighbour(r: &Ranked) -> Option<Neighbour> {
-    Some(Neighbour { pid: r.proc.pid, name: r.proc.name.clone(), badness_pages: r.badness? })
+    Some(Neighbour {
+        pid: r.proc.pid,
+        name: r.proc.name.clone(),
+        badness_pages: r.badness?,
+    })
 }
 
 /// The standing of `pid` in `ranked` (as returned by [`super::killer::Killer::rank`]).
@@ -40,8 +44,14 @@ pub fn standing(ranked: &[Ranked], pid: i32) -> Option<Standing> {
     let idx = ranked.iter().position(|r| r.proc.pid == pid)?;
     let me = &ranked[idx];
     let killable: Vec<&Ranked> = ranked.iter().filter(|r| r.badness.is_some()).collect();
-    let first = killable.first().filter(|f| f.proc.pid != pid).and_then(|f| neighbour(f));
-    let next = me.rank.and_then(|r| killable.get(r)).and_then(|n| neighbour(n));
+    let first = killable
+        .first()
+        .filter(|f| f.proc.pid != pid)
+        .and_then(|f| neighbour(f));
+    let next = me
+        .rank
+        .and_then(|r| killable.get(r))
+        .and_then(|n| neighbour(n));
     let (pages_to_be_first, lead_pages) = match (me.badness, &first) {
         // The kernel replaces the chosen task on equal points only if it comes later in the
         // task list; to be sure of being chosen one needs strictly more.
@@ -49,27 +59,45 @@ pub fn standing(ranked: &[Ranked], pid: i32) -> Option<Standing> {
         (Some(b), None) => (None, next.as_ref().map(|n| b - n.badness_pages)),
         (None, _) => (None, None),
     };
-    Some(Standing { rank: me.rank, candidates: killable.len(), first, next, pages_to_be_first, lead_pages })
+    Some(Standing {
+        rank: me.rank,
+        candidates: killable.len(),
+        first,
+        next,
+        pages_to_be_first,
+        lead_pages,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::killer::{Killer, KernelOom, Snapshot};
+    use crate::model::killer::{KernelOom, Killer, Snapshot};
     use crate::model::process::{MemCounters, MemTotals, ProcInfo};
 
     fn snap() -> Snapshot {
         let p = |pid, mib: u64, adj| ProcInfo {
             pid,
             name: format!("p{pid}"),
-            mem: Some(MemCounters { rss_anon_kib: mib * 1024, ..Default::default() }),
+            mem: Some(MemCounters {
+                rss_anon_kib: mib * 1024,
+                ..Default::default()
+            }),
             oom_score_adj: adj,
             ..Default::default()
         };
         Snapshot {
-            totals: MemTotals { mem_total_kib: 8 << 20, ..Default::default() },
+            totals: MemTotals {
+                mem_total_kib: 8 << 20,
+                ..Default::default()
+            },
             page_kib: 4,
-            procs: vec![p(10, 1000, 0), p(11, 188, 0), p(12, 100, 0), p(13, 50, -1000)],
+            procs: vec![
+                p(10, 1000, 0),
+                p(11, 188, 0),
+                p(12, 100, 0),
+                p(13, 50, -1000),
+            ],
         }
     }
 
@@ -89,7 +117,10 @@ mod tests {
         let s = snap();
         let r = KernelOom::global().rank(&s);
         let st = standing(&r, 10).unwrap();
-        assert_eq!((st.rank, st.lead_pages, st.pages_to_be_first), (Some(1), Some((1000 - 188) * 256), None));
+        assert_eq!(
+            (st.rank, st.lead_pages, st.pages_to_be_first),
+            (Some(1), Some((1000 - 188) * 256), None)
+        );
         let st = standing(&r, 13).unwrap();
         assert_eq!((st.rank, st.pages_to_be_first), (None, None));
         assert!(standing(&r, 99).is_none());

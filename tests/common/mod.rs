@@ -25,7 +25,9 @@ impl MemcgV1 {
             .find_map(|l| {
                 let mut f = l.splitn(3, ':');
                 let (_, ctrl, p) = (f.next()?, f.next()?, f.next()?);
-                ctrl.split(',').any(|c| c == "memory").then(|| p.to_string())
+                ctrl.split(',')
+                    .any(|c| c == "memory")
+                    .then(|| p.to_string())
             })
             .ok_or("no cgroup-v1 memory controller in /proc/self/cgroup")?;
         let base = Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
@@ -93,14 +95,22 @@ while True:
 impl Hog {
     pub fn start(cg: &MemcgV1, adj: i32, mib: u64, grow_to_mib: Option<u64>) -> Hog {
         let mut child = Command::new("python3")
-            .args(["-c", HOG, &adj.to_string(), &mib.to_string(), &grow_to_mib.unwrap_or(0).to_string()])
+            .args([
+                "-c",
+                HOG,
+                &adj.to_string(),
+                &mib.to_string(),
+                &grow_to_mib.unwrap_or(0).to_string(),
+            ])
             .arg(&cg.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "ready", "hog did not start");
         Hog { child }
     }
@@ -118,7 +128,11 @@ impl Hog {
     /// `Some(signal)` once the process has been killed by a signal.
     pub fn killed_by(&mut self) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
-        self.child.try_wait().ok().flatten().and_then(|s| s.signal())
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .and_then(|s| s.signal())
     }
 }
 
@@ -131,10 +145,13 @@ impl Drop for Hog {
 
 /// A seed that differs between runs, printed so a failure can be replayed.
 pub fn seed() -> u64 {
-    let s = std::env::var("OOMGUARD_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    });
+    let s = std::env::var("OOMGUARD_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::time::SystemTime::now())
+        });
     eprintln!("seed {s} (set OOMGUARD_TEST_SEED={s} to replay)");
     s
 }
