@@ -37,6 +37,78 @@ enum Command {
     Doctor(cli::doctor::Args),
     /// The root service that lets users shield their own jobs
     Daemon(cli::daemon::Args),
+    /// Write the man page or a shell completion script to stdout (for packagers)
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The man page or a completion script, from the same clap definitions the binary parses with.
+fn generate(what: Generated) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    match what {
+        Generated::Man => clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .and_then(|()| render_man_extra(&mut out))?,
+        Generated::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "oomguard", &mut out)
+        }
+        Generated::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "oomguard", &mut out)
+        }
+        Generated::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "oomguard", &mut out)
+        }
+    }
+    Ok(0)
+}
+
+/// Sections clap_mangen does not write: exit status, environment, files.
+fn render_man_extra(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    out.write_all(
+        br#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+success
+.TP
+\fB1\fR
+an error (the message on stderr names the cause and the remedy)
+.TP
+\fB2\fR
+wrong usage (unknown option, missing argument)
+.TP
+\fBrun\fR
+exits with the job's own status, or 128+N when a signal N ended it
+.SH ENVIRONMENT
+.TP
+\fBNO_COLOR\fR
+no colour in tables, whatever the terminal
+.TP
+\fBOOMGUARD_SOCKET\fR
+the daemon's socket (default \fI/run/oomguard/oomguard.sock\fR)
+.TP
+\fBXDG_STATE_HOME\fR
+where job records and logs live (\fI$XDG_STATE_HOME/oomguard\fR, default \fI~/.local/state/oomguard\fR)
+.SH FILES
+.TP
+\fI/etc/oomguard/config.toml\fR
+the daemon's policy: who may shield jobs, how many, how far
+.SH "SEE ALSO"
+\fBsystemd-oomd\fR(8), \fBearlyoom\fR(1), \fBproc\fR(5)
+"#,
+    )
 }
 
 fn main() -> ExitCode {
@@ -53,6 +125,7 @@ fn main() -> ExitCode {
         Command::History(a) => cli::history::run(a),
         Command::Doctor(a) => cli::doctor::run(a),
         Command::Daemon(a) => cli::daemon::run(a),
+        Command::Generate { what } => generate(what),
     };
     match result {
         Ok(code) => ExitCode::from(code),
