@@ -6,4 +6,5 @@ pub mod event;
 pub mod killer;
 pub mod parse;
 pub mod process;
+pub mod risk;
 pub mod standing;

@@ -1,0 +1,370 @@
+//! How close each killer is to acting on a job, and how soon. Pure: the guard samples the
+//! system, this module judges.
+//!
+//! Every estimate of time is labelled as one (`eta_s` is "at the current growth rate").
+
+use serde::Serialize;
+
+use super::killer::KillerId;
+
+/// How worried to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Watch,
+    Danger,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Watch => "watch",
+            Level::Danger => "danger",
+        }
+    }
+}
+
+/// When a threat becomes `watch` or `danger`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// `danger` when the killer is estimated to act within this many seconds.
+    pub danger_eta_s: f64,
+    /// `watch` when it is estimated to act within this many seconds.
+    pub watch_eta_s: f64,
+    /// `danger` at this fraction of the way to the killer's trigger, whatever the rate.
+    pub danger_fraction: f64,
+    /// `watch` at this fraction.
+    pub watch_fraction: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { danger_eta_s: 10.0, watch_eta_s: 60.0, danger_fraction: 0.95, watch_fraction: 0.80 }
+    }
+}
+
+impl Thresholds {
+    fn level(&self, fraction: f64, eta_s: Option<f64>) -> Level {
+        let eta = eta_s.unwrap_or(f64::INFINITY);
+        if fraction >= self.danger_fraction || eta <= self.danger_eta_s {
+            Level::Danger
+        } else if fraction >= self.watch_fraction || eta <= self.watch_eta_s {
+            Level::Watch
+        } else {
+            Level::Ok
+        }
+    }
+}
+
+/// One killer's outlook for a job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Threat {
+    pub killer: KillerId,
+    /// What it watches, e.g. "memcg /job limit 800 MiB" or "pressure on user@1000.service".
+    pub subject: String,
+    pub level: Level,
+    /// How far along the way to the trigger, 0 = calm, 1 = the killer acts.
+    pub fraction: f64,
+    /// Estimated seconds until the killer acts, at the current rate; `None` if not approaching.
+    pub eta_s: Option<f64>,
+    /// Plain words, including the figures and that the time is an estimate.
+    pub detail: String,
+}
+
+/// Rate of change per second of `(t_seconds, value)` samples: least-squares slope.
+/// `None` with fewer than two samples or no time spread.
+pub fn rate(samples: &[(f64, f64)]) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let (mt, mv) = samples.iter().fold((0.0, 0.0), |(a, b), (t, v)| (a + t / n, b + v / n));
+    let (mut num, mut den) = (0.0, 0.0);
+    for (t, v) in samples {
+        num += (t - mt) * (v - mv);
+        den += (t - mt) * (t - mt);
+    }
+    (den > 1e-12).then(|| num / den)
+}
+
+/// Seconds until `value` reaches `target` at `rate` per second, if it is approaching.
+fn eta(value: f64, target: f64, rate: Option<f64>) -> Option<f64> {
+    let r = rate?;
+    if value >= target {
+        return Some(0.0);
+    }
+    (r > 0.0).then(|| (target - value) / r)
+}
+
+fn mib(b: f64) -> String {
+    format!("{:.0} MiB", b / (1024.0 * 1024.0))
+}
+
+fn eta_words(eta_s: Option<f64>) -> String {
+    match eta_s {
+        Some(e) => format!("; estimate: acts in {e:.1} s at the current growth rate"),
+        None => String::new(),
+    }
+}
+
+/// The kernel's memcg OOM killer for a group with a hard limit: it acts when usage reaches
+/// the limit (and reclaim fails). `rate` is the usage's growth in bytes per second.
+pub fn memcg(group: &str, usage: u64, limit: u64, rate_bps: Option<f64>, th: &Thresholds) -> Threat {
+    let fraction = usage as f64 / limit.max(1) as f64;
+    let eta_s = eta(usage as f64, limit as f64, rate_bps);
+    Threat {
+        killer: KillerId::Kernel,
+        subject: format!("memcg {group} limit {}", mib(limit as f64)),
+        level: th.level(fraction, eta_s),
+        fraction,
+        eta_s,
+        detail: format!(
+            "memory cgroup {group} at {:.0}% of its {} limit ({} used){}",
+            100.0 * fraction,
+            mib(limit as f64),
+            mib(usage as f64),
+            eta_words(eta_s)
+        ),
+    }
+}
+
+/// The kernel's global OOM killer: it acts when RAM and swap are exhausted. `available` is
+/// MemAvailable + SwapFree in bytes, `total` MemTotal + SwapTotal; `rate` is the change of
+/// `available` per second (negative while memory is being used up).
+pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds) -> Threat {
+    let used = total.saturating_sub(available);
+    let fraction = used as f64 / total.max(1) as f64;
+    let eta_s = eta(used as f64, total as f64, rate_bps.map(|r| -r));
+    Threat {
+        killer: KillerId::Kernel,
+        subject: "all memory (global OOM)".into(),
+        level: th.level(fraction, eta_s),
+        fraction,
+        eta_s,
+        detail: format!(
+            "{} of RAM + swap available ({:.0}% used){}",
+            mib(available as f64),
+            100.0 * fraction,
+            eta_words(eta_s)
+        ),
+    }
+}
+
+/// systemd-oomd's pressure rule for the monitored unit: it kills when `full avg10` stays above
+/// `limit_pct` for `duration_s` (with reclaim). `above_for_s` is how long it has been above.
+pub fn oomd_pressure(unit: &str, full_avg10: f64, limit_pct: f64, above_for_s: f64, duration_s: f64, th: &Thresholds) -> Threat {
+    let limit = limit_pct.max(0.01);
+    let above = full_avg10 > limit;
+    let eta_s = above.then(|| (duration_s - above_for_s).max(0.0));
+    // Below the limit the fraction is the pressure's share of it; above, it runs on to 1 with time.
+    let fraction = if above { 0.5 + 0.5 * (above_for_s / duration_s.max(0.001)).min(1.0) } else { 0.5 * full_avg10 / limit };
+    Threat {
+        killer: KillerId::SystemdOomd,
+        subject: format!("pressure on {unit}"),
+        level: th.level(fraction, eta_s),
+        fraction,
+        eta_s,
+        detail: format!(
+            "memory pressure on {unit} is {full_avg10:.2}% of its {limit_pct:.0}% limit{}",
+            match eta_s {
+                Some(e) => format!(", above it for {above_for_s:.0} s of {duration_s:.0} s: kills in {e:.0} s if it stays"),
+                None => String::new(),
+            }
+        ),
+    }
+}
+
+/// systemd-oomd's swap rule: it kills when both memory used and swap used exceed `limit`
+/// (a fraction, 0.9 by default). Fractions are used / total.
+pub fn oomd_swap(mem_used: f64, swap_used: f64, limit: f64, th: &Thresholds) -> Threat {
+    let fraction = (mem_used.min(swap_used) / limit.max(0.01)).min(1.0);
+    Threat {
+        killer: KillerId::SystemdOomd,
+        subject: "swap (ManagedOOMSwap)".into(),
+        level: th.level(fraction, None),
+        fraction,
+        eta_s: None,
+        detail: format!(
+            "memory {:.0}% and swap {:.0}% used; systemd-oomd kills when both pass {:.0}%",
+            100.0 * mem_used,
+            100.0 * swap_used,
+            100.0 * limit
+        ),
+    }
+}
+
+/// earlyoom (and nohang's similar rule): SIGTERM when MemAvailable <= `mem_pct` % and
+/// SwapFree <= `swap_pct` % of their totals (no swap counts as 0 % free).
+/// `avail_rate` is MemAvailable's change in bytes per second.
+#[allow(clippy::too_many_arguments)]
+pub fn earlyoom(
+    killer: KillerId,
+    mem_available: u64,
+    mem_total: u64,
+    swap_free: u64,
+    swap_total: u64,
+    mem_pct: f64,
+    swap_pct: f64,
+    avail_rate_bps: Option<f64>,
+    th: &Thresholds,
+) -> Threat {
+    let trigger = mem_total as f64 * mem_pct / 100.0;
+    let swap_free_pct = if swap_total == 0 { 0.0 } else { 100.0 * swap_free as f64 / swap_total as f64 };
+    let swap_armed = swap_free_pct <= swap_pct;
+    // Distance: from all-free (0) to the trigger (1), on MemAvailable.
+    let fraction = if swap_armed {
+        ((mem_total as f64 - mem_available as f64) / (mem_total as f64 - trigger).max(1.0)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let eta_s = if swap_armed { eta(-(mem_available as f64), -trigger, avail_rate_bps.map(|r| -r)) } else { None };
+    Threat {
+        killer,
+        subject: format!("{} threshold {mem_pct:.0}% available", killer.name()),
+        level: th.level(fraction, eta_s),
+        fraction,
+        eta_s,
+        detail: format!(
+            "MemAvailable {} ({:.1}%); {} acts at {mem_pct:.1}% with swap free {swap_free_pct:.0}% <= {swap_pct:.0}%{}",
+            mib(mem_available as f64),
+            100.0 * mem_available as f64 / mem_total.max(1) as f64,
+            killer.name(),
+            eta_words(eta_s)
+        ),
+    }
+}
+
+/// The threat to act on first: the highest level, then the soonest estimate, then the closest.
+pub fn nearest(threats: &[Threat]) -> Option<&Threat> {
+    threats.iter().max_by(|a, b| {
+        a.level
+            .cmp(&b.level)
+            .then_with(|| b.eta_s.unwrap_or(f64::INFINITY).total_cmp(&a.eta_s.unwrap_or(f64::INFINITY)))
+            .then_with(|| a.fraction.total_cmp(&b.fraction))
+    })
+}
+
+/// Fires an action once per episode: when the level first reaches `danger`, at most once per
+/// `min_interval_s`, and again only after the level went back to `ok`.
+#[derive(Clone, Debug, Default)]
+pub struct Episode {
+    armed_off: bool,
+    last_fire: Option<f64>,
+}
+
+impl Episode {
+    /// Feed the current level at time `now_s`; true when the action should fire now.
+    pub fn update(&mut self, level: Level, now_s: f64, min_interval_s: f64) -> bool {
+        match level {
+            Level::Ok => {
+                self.armed_off = false;
+                false
+            }
+            Level::Watch => false,
+            Level::Danger => {
+                let spaced = self.last_fire.is_none_or(|t| now_s - t >= min_interval_s);
+                if !self.armed_off && spaced {
+                    self.armed_off = true;
+                    self.last_fire = Some(now_s);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn rate_is_the_slope() {
+        let s: Vec<(f64, f64)> = (0..5).map(|i| (i as f64 * 0.25, 100.0 + 50.0 * i as f64)).collect();
+        assert!((rate(&s).unwrap() - 200.0).abs() < 1e-9);
+        assert_eq!(rate(&s[..1]), None);
+        assert_eq!(rate(&[(1.0, 1.0), (1.0, 5.0)]), None);
+    }
+
+    #[test]
+    fn memcg_hog_at_200_mb_per_s_is_danger_early() {
+        let th = Thresholds::default();
+        // The scenario: 450 MiB trainer, hog growing at 200 MB/s, 800 MiB limit.
+        let t = memcg("/job", 500 * MIB, 800 * MIB, Some(200e6), &th);
+        assert_eq!(t.level, Level::Danger);
+        let eta = t.eta_s.unwrap();
+        assert!((eta - 300.0 * MIB as f64 / 200e6).abs() < 1e-6);
+        assert!(t.detail.contains("estimate"), "{}", t.detail);
+        // Steady at 56 %: calm.
+        assert_eq!(memcg("/job", 450 * MIB, 800 * MIB, Some(0.0), &th).level, Level::Ok);
+        assert_eq!(memcg("/job", 700 * MIB, 800 * MIB, None, &th).level, Level::Watch);
+        assert_eq!(memcg("/job", 790 * MIB, 800 * MIB, None, &th).level, Level::Danger);
+    }
+
+    #[test]
+    fn oomd_pressure_counts_down_the_duration() {
+        let th = Thresholds::default();
+        let calm = oomd_pressure("user@1000.service", 10.0, 50.0, 0.0, 20.0, &th);
+        assert_eq!((calm.level, calm.eta_s), (Level::Ok, None));
+        let hot = oomd_pressure("user@1000.service", 57.97, 50.0, 12.0, 20.0, &th);
+        assert_eq!((hot.level, hot.eta_s), (Level::Danger, Some(8.0)));
+        assert!(hot.detail.contains("57.97% of its 50% limit"), "{}", hot.detail);
+    }
+
+    #[test]
+    fn earlyoom_needs_both_memory_and_swap_low() {
+        let th = Thresholds::default();
+        let gib = 1024 * MIB;
+        // No swap: armed on memory alone. 1 GiB of 16 available, acts at 10 % (1.6 GiB): past it.
+        let t = earlyoom(KillerId::Earlyoom, gib, 16 * gib, 0, 0, 10.0, 10.0, None, &th);
+        assert_eq!(t.level, Level::Danger);
+        // Plenty of swap free: earlyoom does not act, whatever the memory.
+        let t = earlyoom(KillerId::Earlyoom, gib, 16 * gib, 8 * gib, 8 * gib, 10.0, 10.0, None, &th);
+        assert_eq!(t.level, Level::Ok);
+        // Falling at 1 GiB/s from 8 GiB available to the 1.6 GiB trigger: 6.4 s.
+        let t = earlyoom(KillerId::Earlyoom, 8 * gib, 16 * gib, 0, 0, 10.0, 10.0, Some(-(gib as f64)), &th);
+        assert!((t.eta_s.unwrap() - 6.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn nearest_prefers_level_then_time() {
+        let th = Thresholds::default();
+        let a = memcg("/a", 10 * MIB, 100 * MIB, Some(1.0 * MIB as f64), &th); // 90 s: ok
+        let b = memcg("/b", 50 * MIB, 100 * MIB, Some(10.0 * MIB as f64), &th); // 5 s: danger
+        let c = global(MIB, 100 * MIB, None, &th); // 99 %: danger, no eta
+        let all = [a, b.clone(), c];
+        assert_eq!(nearest(&all).unwrap(), &b);
+    }
+
+    #[test]
+    fn episodes_fire_once_and_rearm_on_ok() {
+        let mut e = Episode::default();
+        assert!(!e.update(Level::Watch, 0.0, 60.0));
+        assert!(e.update(Level::Danger, 1.0, 60.0));
+        assert!(!e.update(Level::Danger, 2.0, 60.0));
+        assert!(!e.update(Level::Watch, 3.0, 60.0));
+        assert!(!e.update(Level::Danger, 4.0, 60.0), "not re-armed without ok");
+        assert!(!e.update(Level::Ok, 5.0, 60.0));
+        assert!(!e.update(Level::Danger, 6.0, 60.0), "minimum interval");
+        assert!(!e.update(Level::Ok, 70.0, 60.0));
+        assert!(e.update(Level::Danger, 71.0, 60.0));
+    }
+
+    proptest! {
+        #[test]
+        fn eta_never_negative_and_level_monotone_in_usage(u in 0u64..1000, extra in 1u64..1000, r in -1e9f64..1e9) {
+            let th = Thresholds::default();
+            let a = memcg("/g", u * MIB, 1000 * MIB, Some(r), &th);
+            let b = memcg("/g", (u + extra).min(1000) * MIB, 1000 * MIB, Some(r), &th);
+            prop_assert!(a.eta_s.is_none_or(|e| e >= 0.0));
+            prop_assert!(b.level >= a.level);
+        }
+    }
+}
