@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod guard;
 pub mod host;
 pub mod job;
 pub mod model;

@@ -42,7 +42,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { danger_eta_s: 10.0, watch_eta_s: 60.0, danger_fraction: 0.95, watch_fraction: 0.80 }
+        Thresholds {
+            danger_eta_s: 10.0,
+            watch_eta_s: 60.0,
+            danger_fraction: 0.95,
+            watch_fraction: 0.80,
+        }
     }
 }
 
@@ -81,7 +86,9 @@ pub fn rate(samples: &[(f64, f64)]) -> Option<f64> {
         return None;
     }
     let n = samples.len() as f64;
-    let (mt, mv) = samples.iter().fold((0.0, 0.0), |(a, b), (t, v)| (a + t / n, b + v / n));
+    let (mt, mv) = samples
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (t, v)| (a + t / n, b + v / n));
     let (mut num, mut den) = (0.0, 0.0);
     for (t, v) in samples {
         num += (t - mt) * (v - mv);
@@ -112,7 +119,13 @@ fn eta_words(eta_s: Option<f64>) -> String {
 
 /// The kernel's memcg OOM killer for a group with a hard limit: it acts when usage reaches
 /// the limit (and reclaim fails). `rate` is the usage's growth in bytes per second.
-pub fn memcg(group: &str, usage: u64, limit: u64, rate_bps: Option<f64>, th: &Thresholds) -> Threat {
+pub fn memcg(
+    group: &str,
+    usage: u64,
+    limit: u64,
+    rate_bps: Option<f64>,
+    th: &Thresholds,
+) -> Threat {
     let fraction = usage as f64 / limit.max(1) as f64;
     let eta_s = eta(usage as f64, limit as f64, rate_bps);
     Threat {
@@ -155,12 +168,23 @@ pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds
 
 /// systemd-oomd's pressure rule for the monitored unit: it kills when `full avg10` stays above
 /// `limit_pct` for `duration_s` (with reclaim). `above_for_s` is how long it has been above.
-pub fn oomd_pressure(unit: &str, full_avg10: f64, limit_pct: f64, above_for_s: f64, duration_s: f64, th: &Thresholds) -> Threat {
+pub fn oomd_pressure(
+    unit: &str,
+    full_avg10: f64,
+    limit_pct: f64,
+    above_for_s: f64,
+    duration_s: f64,
+    th: &Thresholds,
+) -> Threat {
     let limit = limit_pct.max(0.01);
     let above = full_avg10 > limit;
     let eta_s = above.then(|| (duration_s - above_for_s).max(0.0));
     // Below the limit the fraction is the pressure's share of it; above, it runs on to 1 with time.
-    let fraction = if above { 0.5 + 0.5 * (above_for_s / duration_s.max(0.001)).min(1.0) } else { 0.5 * full_avg10 / limit };
+    let fraction = if above {
+        0.5 + 0.5 * (above_for_s / duration_s.max(0.001)).min(1.0)
+    } else {
+        0.5 * full_avg10 / limit
+    };
     Threat {
         killer: KillerId::SystemdOomd,
         subject: format!("pressure on {unit}"),
@@ -170,7 +194,9 @@ pub fn oomd_pressure(unit: &str, full_avg10: f64, limit_pct: f64, above_for_s: f
         detail: format!(
             "memory pressure on {unit} is {full_avg10:.2}% of its {limit_pct:.0}% limit{}",
             match eta_s {
-                Some(e) => format!(", above it for {above_for_s:.0} s of {duration_s:.0} s: kills in {e:.0} s if it stays"),
+                Some(e) => format!(
+                    ", above it for {above_for_s:.0} s of {duration_s:.0} s: kills in {e:.0} s if it stays"
+                ),
                 None => String::new(),
             }
         ),
@@ -212,15 +238,28 @@ pub fn earlyoom(
     th: &Thresholds,
 ) -> Threat {
     let trigger = mem_total as f64 * mem_pct / 100.0;
-    let swap_free_pct = if swap_total == 0 { 0.0 } else { 100.0 * swap_free as f64 / swap_total as f64 };
+    let swap_free_pct = if swap_total == 0 {
+        0.0
+    } else {
+        100.0 * swap_free as f64 / swap_total as f64
+    };
     let swap_armed = swap_free_pct <= swap_pct;
     // Distance: from all-free (0) to the trigger (1), on MemAvailable.
     let fraction = if swap_armed {
-        ((mem_total as f64 - mem_available as f64) / (mem_total as f64 - trigger).max(1.0)).clamp(0.0, 1.0)
+        ((mem_total as f64 - mem_available as f64) / (mem_total as f64 - trigger).max(1.0))
+            .clamp(0.0, 1.0)
     } else {
         0.0
     };
-    let eta_s = if swap_armed { eta(-(mem_available as f64), -trigger, avail_rate_bps.map(|r| -r)) } else { None };
+    let eta_s = if swap_armed {
+        eta(
+            -(mem_available as f64),
+            -trigger,
+            avail_rate_bps.map(|r| -r),
+        )
+    } else {
+        None
+    };
     Threat {
         killer,
         subject: format!("{} threshold {mem_pct:.0}% available", killer.name()),
@@ -242,7 +281,11 @@ pub fn nearest(threats: &[Threat]) -> Option<&Threat> {
     threats.iter().max_by(|a, b| {
         a.level
             .cmp(&b.level)
-            .then_with(|| b.eta_s.unwrap_or(f64::INFINITY).total_cmp(&a.eta_s.unwrap_or(f64::INFINITY)))
+            .then_with(|| {
+                b.eta_s
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&a.eta_s.unwrap_or(f64::INFINITY))
+            })
             .then_with(|| a.fraction.total_cmp(&b.fraction))
     })
 }
@@ -287,7 +330,9 @@ mod tests {
 
     #[test]
     fn rate_is_the_slope() {
-        let s: Vec<(f64, f64)> = (0..5).map(|i| (i as f64 * 0.25, 100.0 + 50.0 * i as f64)).collect();
+        let s: Vec<(f64, f64)> = (0..5)
+            .map(|i| (i as f64 * 0.25, 100.0 + 50.0 * i as f64))
+            .collect();
         assert!((rate(&s).unwrap() - 200.0).abs() < 1e-9);
         assert_eq!(rate(&s[..1]), None);
         assert_eq!(rate(&[(1.0, 1.0), (1.0, 5.0)]), None);
@@ -303,9 +348,18 @@ mod tests {
         assert!((eta - 300.0 * MIB as f64 / 200e6).abs() < 1e-6);
         assert!(t.detail.contains("estimate"), "{}", t.detail);
         // Steady at 56 %: calm.
-        assert_eq!(memcg("/job", 450 * MIB, 800 * MIB, Some(0.0), &th).level, Level::Ok);
-        assert_eq!(memcg("/job", 700 * MIB, 800 * MIB, None, &th).level, Level::Watch);
-        assert_eq!(memcg("/job", 790 * MIB, 800 * MIB, None, &th).level, Level::Danger);
+        assert_eq!(
+            memcg("/job", 450 * MIB, 800 * MIB, Some(0.0), &th).level,
+            Level::Ok
+        );
+        assert_eq!(
+            memcg("/job", 700 * MIB, 800 * MIB, None, &th).level,
+            Level::Watch
+        );
+        assert_eq!(
+            memcg("/job", 790 * MIB, 800 * MIB, None, &th).level,
+            Level::Danger
+        );
     }
 
     #[test]
@@ -315,7 +369,11 @@ mod tests {
         assert_eq!((calm.level, calm.eta_s), (Level::Ok, None));
         let hot = oomd_pressure("user@1000.service", 57.97, 50.0, 12.0, 20.0, &th);
         assert_eq!((hot.level, hot.eta_s), (Level::Danger, Some(8.0)));
-        assert!(hot.detail.contains("57.97% of its 50% limit"), "{}", hot.detail);
+        assert!(
+            hot.detail.contains("57.97% of its 50% limit"),
+            "{}",
+            hot.detail
+        );
     }
 
     #[test]
@@ -323,13 +381,43 @@ mod tests {
         let th = Thresholds::default();
         let gib = 1024 * MIB;
         // No swap: armed on memory alone. 1 GiB of 16 available, acts at 10 % (1.6 GiB): past it.
-        let t = earlyoom(KillerId::Earlyoom, gib, 16 * gib, 0, 0, 10.0, 10.0, None, &th);
+        let t = earlyoom(
+            KillerId::Earlyoom,
+            gib,
+            16 * gib,
+            0,
+            0,
+            10.0,
+            10.0,
+            None,
+            &th,
+        );
         assert_eq!(t.level, Level::Danger);
         // Plenty of swap free: earlyoom does not act, whatever the memory.
-        let t = earlyoom(KillerId::Earlyoom, gib, 16 * gib, 8 * gib, 8 * gib, 10.0, 10.0, None, &th);
+        let t = earlyoom(
+            KillerId::Earlyoom,
+            gib,
+            16 * gib,
+            8 * gib,
+            8 * gib,
+            10.0,
+            10.0,
+            None,
+            &th,
+        );
         assert_eq!(t.level, Level::Ok);
         // Falling at 1 GiB/s from 8 GiB available to the 1.6 GiB trigger: 6.4 s.
-        let t = earlyoom(KillerId::Earlyoom, 8 * gib, 16 * gib, 0, 0, 10.0, 10.0, Some(-(gib as f64)), &th);
+        let t = earlyoom(
+            KillerId::Earlyoom,
+            8 * gib,
+            16 * gib,
+            0,
+            0,
+            10.0,
+            10.0,
+            Some(-(gib as f64)),
+            &th,
+        );
         assert!((t.eta_s.unwrap() - 6.4).abs() < 1e-9);
     }
 
@@ -350,7 +438,10 @@ mod tests {
         assert!(e.update(Level::Danger, 1.0, 60.0));
         assert!(!e.update(Level::Danger, 2.0, 60.0));
         assert!(!e.update(Level::Watch, 3.0, 60.0));
-        assert!(!e.update(Level::Danger, 4.0, 60.0), "not re-armed without ok");
+        assert!(
+            !e.update(Level::Danger, 4.0, 60.0),
+            "not re-armed without ok"
+        );
         assert!(!e.update(Level::Ok, 5.0, 60.0));
         assert!(!e.update(Level::Danger, 6.0, 60.0), "minimum interval");
         assert!(!e.update(Level::Ok, 70.0, 60.0));

@@ -1,0 +1,217 @@
+//! The guard: watches one job's killers and acts before they do.
+//!
+//! Each step samples what can kill the job (its memory cgroup's limit, all of memory, and
+//! whichever other killers are armed), asks [`crate::model::risk`] how close each is, and on
+//! entering `danger` fires the job's actions once per episode: the checkpoint signal (by
+//! pidfd), the `--on-risk` command, a desktop notification and a log line. It polls faster as
+//! danger grows and costs a few small reads per second when all is calm.
+
+pub mod actions;
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use crate::host::cgroup::{CgroupFs, read_memcg};
+use crate::host::proc::ProcFs;
+use crate::model::risk::{self, Episode, Level, Threat, Thresholds};
+
+pub use actions::{Actions, parse_signal};
+
+/// What the guard does, per job.
+#[derive(Clone, Debug)]
+pub struct GuardConfig {
+    pub actions: Actions,
+    pub thresholds: Thresholds,
+    /// At most one firing per this many seconds.
+    pub min_interval_s: f64,
+    /// The runaway safety valve: lower a -1000 shield when the job itself exhausts memory.
+    pub valve: bool,
+    /// Seconds between the valve's warning (and checkpoint) and lowering the shield.
+    pub valve_grace_s: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            actions: Actions::default(),
+            thresholds: Thresholds::default(),
+            min_interval_s: 60.0,
+            valve: true,
+            valve_grace_s: 10.0,
+        }
+    }
+}
+
+/// The outcome of one step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub threats: Vec<Threat>,
+    pub nearest: Option<Threat>,
+    /// The actions fired in this step.
+    pub fired: bool,
+    /// When to sample next.
+    pub next_in: Duration,
+}
+
+/// Recent samples of one quantity, for its growth rate.
+#[derive(Default, Debug)]
+struct Series(VecDeque<(f64, f64)>);
+
+impl Series {
+    const KEEP_S: f64 = 3.0;
+    fn push(&mut self, t: f64, v: f64) -> Option<f64> {
+        self.0.push_back((t, v));
+        while self.0.len() > 2 && self.0.front().is_some_and(|(t0, _)| t - t0 > Self::KEEP_S) {
+            self.0.pop_front();
+        }
+        // The most recent ~1 s gives the current rate; older samples only steady it.
+        let recent: Vec<(f64, f64)> = self
+            .0
+            .iter()
+            .copied()
+            .filter(|(t0, _)| t - t0 <= 1.0)
+            .collect();
+        risk::rate(if recent.len() >= 2 {
+            &recent
+        } else {
+            self.0.make_contiguous()
+        })
+    }
+}
+
+/// Watches one job.
+pub struct Guard {
+    pub job_id: String,
+    pub pid: i32,
+    pidfd: Option<OwnedFd>,
+    cfg: GuardConfig,
+    procfs: ProcFs,
+    cgroupfs: CgroupFs,
+    start: Instant,
+    memcg_usage: Series,
+    available: Series,
+    episode: Episode,
+}
+
+impl Guard {
+    pub fn new(
+        job_id: impl Into<String>,
+        pid: i32,
+        cfg: GuardConfig,
+        procfs: ProcFs,
+        cgroupfs: CgroupFs,
+    ) -> Self {
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        Guard {
+            job_id: job_id.into(),
+            pid,
+            pidfd,
+            cfg,
+            procfs,
+            cgroupfs,
+            start: Instant::now(),
+            memcg_usage: Series::default(),
+            available: Series::default(),
+            episode: Episode::default(),
+        }
+    }
+
+    /// Sample, judge, and fire the actions if this is a new episode of danger.
+    pub fn step(&mut self) -> Step {
+        let now = self.start.elapsed().as_secs_f64();
+        let th = self.cfg.thresholds;
+        let mut threats = Vec::new();
+        let info = self.procfs.sample(self.pid);
+        if let Some(dir) = info
+            .as_ref()
+            .and_then(|p| self.cgroupfs.memcg_dir(&p.cgroup))
+            && let Some(g) = self.cgroupfs.limiting_group(&dir)
+            && let (Some(limit), Some(usage)) = (
+                g.limit_bytes,
+                read_memcg(&g.dir).ok().and_then(|g| g.usage_bytes),
+            )
+        {
+            let rate = self.memcg_usage.push(now, usage as f64);
+            let name = self.cgroupfs.hierarchy_root(&g.dir).and_then(|r| {
+                g.dir
+                    .strip_prefix(r)
+                    .ok()
+                    .map(|p| format!("/{}", p.display()))
+            });
+            threats.push(risk::memcg(
+                name.as_deref().unwrap_or("?"),
+                usage,
+                limit,
+                rate,
+                &th,
+            ));
+        }
+        if let Ok(t) = self.procfs.meminfo() {
+            let avail = (t.mem_available_kib + t.swap_free_kib) * 1024;
+            let rate = self.available.push(now, avail as f64);
+            threats.push(risk::global(
+                avail,
+                (t.mem_total_kib + t.swap_total_kib) * 1024,
+                rate,
+                &th,
+            ));
+        }
+        let nearest = risk::nearest(&threats).cloned();
+        let level = nearest.as_ref().map_or(Level::Ok, |t| t.level);
+        let fired = self.episode.update(level, now, self.cfg.min_interval_s);
+        if fired && let Some(t) = &nearest {
+            self.cfg
+                .actions
+                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), t);
+        }
+        let next_in = next_interval(level, nearest.as_ref());
+        Step {
+            threats,
+            nearest,
+            fired,
+            next_in,
+        }
+    }
+
+    /// Whether the job has exited (its pidfd became readable, or it is gone).
+    pub fn job_exited(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                rustix::event::poll(
+                    &mut fds,
+                    Some(&rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    }),
+                )
+                .is_ok_and(|n| n > 0)
+            }
+            None => self.procfs.sample(self.pid).is_none(),
+        }
+    }
+
+    /// Guard until the job exits or `stop` returns true.
+    pub fn run(&mut self, stop: impl Fn() -> bool) {
+        while !stop() && !self.job_exited() {
+            let step = self.step();
+            std::thread::sleep(step.next_in);
+        }
+    }
+}
+
+/// Poll faster as danger grows: 1 s when calm and far, 250 ms when something is approaching,
+/// 100 ms in danger.
+fn next_interval(level: Level, nearest: Option<&Threat>) -> Duration {
+    let approaching =
+        nearest.is_some_and(|t| t.eta_s.is_some_and(|e| e < 120.0) || t.fraction >= 0.5);
+    Duration::from_millis(match level {
+        Level::Danger => 100,
+        Level::Watch => 100,
+        Level::Ok if approaching => 250,
+        Level::Ok => 1000,
+    })
+}
