@@ -120,6 +120,11 @@ impl Actions {
         }
     }
 
+    /// Write a line to stderr and the log file.
+    pub fn log_line(&self, line: &str) {
+        self.log(line)
+    }
+
     fn log(&self, line: &str) {
         let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
         eprintln!("oomguard: {line}");

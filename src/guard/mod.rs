@@ -7,6 +7,7 @@
 //! danger grows and costs a few small reads per second when all is calm.
 
 pub mod actions;
+pub mod prekill;
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -91,7 +92,12 @@ pub struct Guard {
     start: Instant,
     memcg_usage: Series,
     available: Series,
+    job_footprint: Series,
     episode: Episode,
+    /// When the valve warned (seconds since start); `Some` until it acted or the crunch passed.
+    valve_warned_at: Option<f64>,
+    /// The valve lowered the shield: it does not act twice.
+    valve_done: bool,
 }
 
 impl Guard {
@@ -115,7 +121,10 @@ impl Guard {
             start: Instant::now(),
             memcg_usage: Series::default(),
             available: Series::default(),
+            job_footprint: Series::default(),
             episode: Episode::default(),
+            valve_warned_at: None,
+            valve_done: false,
         }
     }
 
@@ -167,12 +176,90 @@ impl Guard {
                 .actions
                 .fire(&self.job_id, self.pid, self.pidfd.as_ref(), t);
         }
+        if self.cfg.valve && !self.valve_done {
+            self.valve(now, level, info.as_ref());
+        }
         let next_in = next_interval(level, nearest.as_ref());
         Step {
             threats,
             nearest,
             fired,
             next_in,
+        }
+    }
+
+    /// The runaway safety valve. A job at -1000 that itself exhausts memory would make the
+    /// kernel kill everything else (or lock the machine): warn and checkpoint (the danger
+    /// actions above), wait `valve_grace_s`, and if it is still the runaway, lower the shield of
+    /// the job's processes to 0 so the kernel can end the job instead.
+    fn valve(&mut self, now: f64, level: Level, info: Option<&crate::model::process::ProcInfo>) {
+        let Some(info) =
+            info.filter(|p| p.oom_score_adj == crate::model::badness::OOM_SCORE_ADJ_MIN)
+        else {
+            self.valve_warned_at = None;
+            return;
+        };
+        if level != Level::Danger {
+            self.valve_warned_at = None;
+            return;
+        }
+        // Only in danger is the full scan worth its cost.
+        let Ok(procs) = self.procfs.scan() else {
+            return;
+        };
+        let tree = descendants(&procs, self.pid);
+        let bytes = |p: &crate::model::process::ProcInfo| {
+            p.mem.map_or(0, |m| (m.rss_kib() + m.swap_kib) * 1024)
+        };
+        let job: u64 = procs
+            .iter()
+            .filter(|p| tree.contains(&p.pid))
+            .map(bytes)
+            .sum();
+        let dir = self.cgroupfs.memcg_dir(&info.cgroup);
+        let same_constraint = |p: &crate::model::process::ProcInfo| {
+            dir.is_none() || self.cgroupfs.memcg_dir(&p.cgroup) == dir
+        };
+        let largest_other = procs
+            .iter()
+            .filter(|p| !tree.contains(&p.pid) && same_constraint(p))
+            .map(bytes)
+            .max()
+            .unwrap_or(0);
+        let growth = self.job_footprint.push(now, job as f64);
+        if !risk::is_runaway(level, job, largest_other, growth) {
+            return;
+        }
+        match self.valve_warned_at {
+            None => {
+                self.valve_warned_at = Some(now);
+                self.cfg.actions.log_line(&format!(
+                    "job {} (pid {}) is itself exhausting memory while shielded at -1000: the shield will be \
+                     lowered to 0 in {:.0} s so the kernel can end it instead of the rest of the machine \
+                     (--no-valve turns this off)",
+                    self.job_id, self.pid, self.cfg.valve_grace_s
+                ));
+            }
+            Some(t) if now - t >= self.cfg.valve_grace_s => {
+                let mut lowered = 0;
+                for pid in &tree {
+                    let path = self
+                        .procfs
+                        .root()
+                        .join(pid.to_string())
+                        .join("oom_score_adj");
+                    if std::fs::write(path, "0").is_ok() {
+                        lowered += 1;
+                    }
+                }
+                self.valve_done = true;
+                self.cfg.actions.log_line(&format!(
+                    "valve: lowered the shield of job {} to 0 on {lowered} of {} processes",
+                    self.job_id,
+                    tree.len()
+                ));
+            }
+            Some(_) => {}
         }
     }
 
@@ -201,6 +288,23 @@ impl Guard {
             std::thread::sleep(step.next_in);
         }
     }
+}
+
+/// `root` and every process below it.
+fn descendants(procs: &[crate::model::process::ProcInfo], root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            procs
+                .iter()
+                .filter(|p| p.ppid == parent && p.pid != parent)
+                .map(|p| p.pid),
+        );
+        i += 1;
+    }
+    out
 }
 
 /// Poll faster as danger grows: 1 s when calm and far, 250 ms when something is approaching,

@@ -290,6 +290,20 @@ pub fn nearest(threats: &[Threat]) -> Option<&Threat> {
     })
 }
 
+/// The runaway case of the safety valve: a job shielded at -1000 is itself what exhausts
+/// memory. True when the nearest killer is in `danger`, the job holds more than any other
+/// process of the constraint, and it is growing.
+pub fn is_runaway(
+    level: Level,
+    job_bytes: u64,
+    largest_other_bytes: u64,
+    job_growth_bps: Option<f64>,
+) -> bool {
+    level == Level::Danger
+        && job_bytes > largest_other_bytes
+        && job_growth_bps.is_some_and(|r| r > 0.0)
+}
+
 /// Fires an action once per episode: when the level first reaches `danger`, at most once per
 /// `min_interval_s`, and again only after the level went back to `ok`.
 #[derive(Clone, Debug, Default)]
@@ -446,6 +460,21 @@ mod tests {
         assert!(!e.update(Level::Danger, 6.0, 60.0), "minimum interval");
         assert!(!e.update(Level::Ok, 70.0, 60.0));
         assert!(e.update(Level::Danger, 71.0, 60.0));
+    }
+
+    #[test]
+    fn runaway_needs_danger_the_largest_share_and_growth() {
+        assert!(is_runaway(Level::Danger, 600 * MIB, 100 * MIB, Some(1e6)));
+        assert!(!is_runaway(Level::Watch, 600 * MIB, 100 * MIB, Some(1e6)));
+        assert!(
+            !is_runaway(Level::Danger, 100 * MIB, 600 * MIB, Some(1e6)),
+            "another process is bigger"
+        );
+        assert!(
+            !is_runaway(Level::Danger, 600 * MIB, 100 * MIB, Some(0.0)),
+            "steady: someone else grows"
+        );
+        assert!(!is_runaway(Level::Danger, 600 * MIB, 100 * MIB, None));
     }
 
     proptest! {
