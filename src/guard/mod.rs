@@ -7,6 +7,7 @@
 //! danger grows and costs a few small reads per second when all is calm.
 
 pub mod actions;
+pub mod metrics;
 pub mod prekill;
 
 use std::collections::VecDeque;

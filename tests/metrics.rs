@@ -1,0 +1,140 @@
+//! Metrics: valid for promtool, and scraped by a real Prometheus on localhost.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oomguard::guard::metrics::{Metrics, serve};
+use oomguard::model::risk::{self, Level, Thresholds};
+
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn sample_metrics() -> Arc<Metrics> {
+    let m = Arc::new(Metrics::new());
+    m.job_started(
+        "a1b2",
+        "train",
+        &[("kernel", true), ("systemd-oomd", false)],
+    );
+    let th = Thresholds::default();
+    let threats = [
+        risk::memcg("/job", 500 << 20, 800 << 20, Some(200e6), &th),
+        risk::global(10 << 30, 24 << 30, None, &th),
+    ];
+    m.job_sample("a1b2", 470 << 20, &threats, Level::Danger);
+    m.kills_seen("kernel", 3);
+    m
+}
+
+#[test]
+fn exposition_has_every_series_and_passes_promtool() {
+    let m = sample_metrics();
+    let addr = serve("127.0.0.1:0", m).unwrap().to_string();
+    let body = get(&addr, "/metrics");
+    for s in [
+        "oomguard_job_memory_bytes{job_id=\"a1b2\",name=\"train\"} 492830720",
+        "oomguard_job_risk_level{job_id=\"a1b2\",name=\"train\"} 2",
+        "oomguard_job_seconds_to_act_estimate{job_id=\"a1b2\",killer=\"kernel\"}",
+        "oomguard_job_layer_applied{job_id=\"a1b2\",layer=\"systemd-oomd\"} 0",
+        "oomguard_kills_seen{killer=\"kernel\"} 3",
+        "oomguard_daemon_resident_bytes",
+    ] {
+        assert!(body.contains(s), "missing {s:?} in\n{body}");
+    }
+    assert!(get(&addr, "/other").contains("serves /metrics"));
+    let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!(
+            "SKIP: promtool not installed (apt-get install prometheus): exposition not linted"
+        );
+        return;
+    };
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_jobs_series() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: prometheus not installed (apt-get install prometheus): no real scrape");
+        return;
+    }
+    let target = serve("127.0.0.1:0", sample_metrics()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oomguard\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = format!("127.0.0.1:{port}");
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let found = loop {
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if TcpStream::connect(&web).is_err() {
+            continue;
+        }
+        last = get(&web, "/api/v1/query?query=oomguard_job_memory_bytes");
+        if last.contains("\"job\":\"oomguard\"")
+            && last.contains("\"job_id\":\"a1b2\"")
+            && last.contains("492830720")
+        {
+            break true;
+        }
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(
+        found,
+        "Prometheus never returned the job's series; last answer: {last}"
+    );
+}
