@@ -85,3 +85,44 @@ fn peers_other_than_systemd_oomd_are_refused() {
     );
     assert_eq!(*fired.lock().unwrap(), 0);
 }
+
+#[test]
+fn prekill_fires_the_checkpoint_signal_of_guarded_jobs_in_that_cgroup_once() {
+    use oomguard::guard::set::GuardSet;
+    use oomguard::guard::{Actions, GuardConfig, parse_signal};
+    use std::os::unix::process::ExitStatusExt;
+
+    let set = GuardSet::new(
+        None,
+        oomguard::host::proc::ProcFs::default(),
+        oomguard::host::cgroup::CgroupFs::default(),
+    );
+    // `sleep` dies of SIGUSR1 (default action), which shows the signal arrived.
+    let mut job = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let cfg = GuardConfig {
+        actions: Actions {
+            checkpoint_signal: Some(parse_signal("USR1").unwrap()),
+            ..Actions::default()
+        },
+        ..GuardConfig::default()
+    };
+    set.add("j1", "sleep", job.id() as i32, cfg, &[("kernel", true)]);
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", job.id())).unwrap();
+    let unified = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string();
+    assert!(
+        set.prekill("/no/such.scope").is_empty(),
+        "a job elsewhere is left alone"
+    );
+    assert_eq!(set.prekill(&unified), vec!["j1".to_string()]);
+    let st = job.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGUSR1));
+    set.tick();
+    assert!(set.is_empty(), "the ended job is forgotten");
+}

@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod metrics;
 pub mod prekill;
+pub mod set;
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -261,6 +262,19 @@ impl Guard {
                 ));
             }
             Some(_) => {}
+        }
+    }
+
+    /// Fire the job's actions now for `threat` (systemd-oomd's prekill), once per episode.
+    pub fn fire_now(&mut self, threat: &Threat) {
+        let now = self.start.elapsed().as_secs_f64();
+        if self
+            .episode
+            .update(Level::Danger, now, self.cfg.min_interval_s)
+        {
+            self.cfg
+                .actions
+                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), threat);
         }
     }
 
