@@ -4,3 +4,5 @@
 pub mod cgroup;
 pub mod proc;
 pub mod psi;
+pub mod adj;
+pub mod systemd;

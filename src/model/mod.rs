@@ -5,3 +5,4 @@ pub mod badness;
 pub mod event;
 pub mod killer;
 pub mod parse;
+pub mod policy;
