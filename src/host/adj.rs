@@ -76,9 +76,11 @@ impl Target {
         &self.pidfd
     }
 
-    /// Whether the process is still alive.
+    /// Whether the process is still running (not exited, not a zombie).
     pub fn alive(&self) -> bool {
-        pidfd_alive(&self.pidfd)
+        let mut fds = [rustix::event::PollFd::new(&self.pidfd, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
     }
 
     fn read(&self, name: &'static str) -> Result<String, AdjError> {
