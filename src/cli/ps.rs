@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<u8> {
         println!("no jobs (state dir {})", state.display());
         return Ok(0);
     }
-    println!("{:<7} {:<14} {:>7} {:<8} {:<30} COMMAND", "ID", "NAME", "PID", "STATE", "SHIELD");
+    println!("{:<7} {:<14} {:>7} {:<8} {:<28} COMMAND", "ID", "NAME", "PID", "STATE", "SHIELD");
     for r in &rows {
         let st = match (r.state, r.exit_status) {
             ("ended", Some(s)) => format!("exit {s}"),
@@ -84,8 +84,8 @@ pub fn run(args: Args) -> Result<u8> {
         let mut name = r.job.name.clone();
         name.truncate(name.floor_char_boundary(14));
         let mut shield = shield_summary(r);
-        shield.truncate(shield.floor_char_boundary(30));
-        println!("{:<7} {:<14} {:>7} {:<8} {:<30} {cmd}", r.job.id, name, r.job.pid, st, shield);
+        shield.truncate(shield.floor_char_boundary(28));
+        println!("{:<7} {:<14} {:>7} {:<8} {:<28} {cmd}", r.job.id, name, r.job.pid, st, shield);
     }
     Ok(0)
 }

@@ -150,7 +150,7 @@ pub fn find(state: &Path, spec: &str) -> Result<Job> {
     if let Some(j) = all.iter().find(|j| j.id == spec) {
         return Ok(j.clone());
     }
-    let by_prefix: Vec<&Job> = all.iter().filter(|j| j.id.starts_with(spec)).collect();
+    let by_prefix: Vec<&Job> = all.iter().filter(|j| !spec.is_empty() && j.id.starts_with(spec)).collect();
     if by_prefix.len() == 1 {
         return Ok(by_prefix[0].clone());
     }
