@@ -21,7 +21,11 @@ fn is_root() -> bool {
 
 fn has_cap_sys_resource() -> bool {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    let hex = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
     u64::from_str_radix(hex, 16).unwrap() & (1 << 24) != 0
 }
 
@@ -47,10 +51,19 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let d = Daemon { child, sock, log, _dir: dir };
+        let d = Daemon {
+            child,
+            sock,
+            log,
+            _dir: dir,
+        };
         let t0 = Instant::now();
         while UnixStream::connect(&d.sock).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "daemon never listened: {}", d.log());
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "daemon never listened: {}",
+                d.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         d
@@ -91,7 +104,16 @@ struct User {
 impl User {
     fn create(tag: &str) -> User {
         let name = format!("ogt{}{tag}", std::process::id());
-        let st = Command::new("useradd").args(["--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", &name]).status().unwrap();
+        let st = Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                &name,
+            ])
+            .status()
+            .unwrap();
         assert!(st.success(), "useradd {name}");
         let id = |flag: &str| -> u32 {
             let o = Command::new("id").args([flag, &name]).output().unwrap();
@@ -126,7 +148,14 @@ impl Drop for Kill {
 
 fn ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap()
+    s.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Python client: sends argv[2] (a JSON line) to socket argv[1] and prints the reply. With
@@ -155,8 +184,13 @@ fn ask(user: &User, d: &Daemon, req: serde_json::Value, child: bool) -> serde_js
         c.arg("child");
     }
     let o = c.output().unwrap();
-    assert!(o.status.success(), "client failed: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("reply: {}", String::from_utf8_lossy(&o.stdout)))
+    assert!(
+        o.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("reply: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 fn shield_req(pid: u32, ticks: u64, adj: i32, mode: &str) -> serde_json::Value {
@@ -197,7 +231,13 @@ fn spawn_with_pid(pid: i32, user: &User) -> std::io::Result<i32> {
     let argv = [c"sleep".as_ptr(), c"60".as_ptr(), std::ptr::null()];
     let (uid, gid) = (user.uid, user.gid);
     // SAFETY: the child runs only raw syscalls, then execs.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     if r == 0 {
         unsafe {
             let g = [gid];
@@ -208,7 +248,11 @@ fn spawn_with_pid(pid: i32, user: &User) -> std::io::Result<i32> {
             libc::_exit(127);
         }
     }
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r as i32) }
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as i32)
+    }
 }
 
 #[test]
@@ -224,9 +268,19 @@ fn users_ownership_descent_recycling_policy() {
 
     // A cannot shield B's process.
     let bs = Kill(b.sleeper());
-    let r = ask(&a, &d, shield_req(bs.0.id(), ticks(bs.0.id()), 0, "protect"), false);
+    let r = ask(
+        &a,
+        &d,
+        shield_req(bs.0.id(), ticks(bs.0.id()), 0, "protect"),
+        false,
+    );
     refused(&r, &format!("belongs to uid {}", b.uid));
-    assert_eq!(std::fs::read_to_string(format!("/proc/{}/oom_score_adj", bs.0.id())).unwrap().trim(), "0");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/oom_score_adj", bs.0.id()))
+            .unwrap()
+            .trim(),
+        "0"
+    );
     // ... nor through the CLI.
     let o = a
         .cmd(bin())
@@ -239,7 +293,12 @@ fn users_ownership_descent_recycling_policy() {
 
     // A cannot use `run` mode on its own process that does not descend from the asker.
     let a1 = Kill(a.sleeper());
-    let r = ask(&a, &d, shield_req(a1.0.id(), ticks(a1.0.id()), 0, "run"), false);
+    let r = ask(
+        &a,
+        &d,
+        shield_req(a1.0.id(), ticks(a1.0.id()), 0, "run"),
+        false,
+    );
     refused(&r, "does not descend from the asking process");
     // ... but can for its own child.
     let r = ask(&a, &d, shield_req(0, 0, 0, "run"), true);
@@ -256,7 +315,12 @@ fn users_ownership_descent_recycling_policy() {
     match spawn_with_pid(pid, &a) {
         Ok(newpid) => {
             assert_eq!(newpid, pid);
-            let r = ask(&a, &d, shield_req(pid as u32, old_ticks, 0, "protect"), false);
+            let r = ask(
+                &a,
+                &d,
+                shield_req(pid as u32, old_ticks, 0, "protect"),
+                false,
+            );
             refused(&r, "its PID was recycled");
             unsafe {
                 libc::kill(newpid, libc::SIGKILL);
@@ -267,12 +331,27 @@ fn users_ownership_descent_recycling_policy() {
     }
 
     // Over policy: below lowest_adj, and over max_jobs_per_user; each names its line.
-    let r = ask(&a, &d, shield_req(a1.0.id(), ticks(a1.0.id()), -1000, "protect"), false);
+    let r = ask(
+        &a,
+        &d,
+        shield_req(a1.0.id(), ticks(a1.0.id()), -1000, "protect"),
+        false,
+    );
     refused(&r, &format!("`lowest_adj = -500` at {cfg}:3"));
-    let r = ask(&a, &d, shield_req(a1.0.id(), ticks(a1.0.id()), 0, "protect"), false);
+    let r = ask(
+        &a,
+        &d,
+        shield_req(a1.0.id(), ticks(a1.0.id()), 0, "protect"),
+        false,
+    );
     assert_eq!(r["ok"], true, "{r}");
     let a2 = Kill(a.sleeper());
-    let r = ask(&a, &d, shield_req(a2.0.id(), ticks(a2.0.id()), 0, "protect"), false);
+    let r = ask(
+        &a,
+        &d,
+        shield_req(a2.0.id(), ticks(a2.0.id()), 0, "protect"),
+        false,
+    );
     refused(&r, &format!("`max_jobs_per_user = 1` at {cfg}:2"));
     drop(a1);
     std::thread::sleep(Duration::from_millis(50));
@@ -289,11 +368,30 @@ fn users_ownership_descent_recycling_policy() {
             .output()
             .unwrap()
     };
-    let o = run_as_a(&["run", "--adj", "0", "--", "sh", "-c", "id -u; cat /proc/self/oom_score_adj"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{}\n0\n", a.uid));
+    let o = run_as_a(&[
+        "run",
+        "--adj",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/oom_score_adj",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n0\n", a.uid)
+    );
     let log = d.log();
-    assert!(log.contains(&format!("uid {} ({})", a.uid, a.name)) && log.contains("mode Run"), "{log}");
+    assert!(
+        log.contains(&format!("uid {} ({})", a.uid, a.name)) && log.contains("mode Run"),
+        "{log}"
+    );
     if has_cap_sys_resource() {
         eprintln!("SKIP (EACCES part): CAP_SYS_RESOURCE present, -500 would succeed");
     } else {
@@ -303,7 +401,10 @@ fn users_ownership_descent_recycling_policy() {
         assert!(err.contains("CAP_SYS_RESOURCE"), "{err}");
     }
     let o = run_as_a(&["run", "--", "true"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("`lowest_adj = -500`"), "run relays the policy line");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`lowest_adj = -500`"),
+        "run relays the policy line"
+    );
     drop(bs);
     drop(a2);
 }
@@ -316,8 +417,14 @@ fn malformed_oversized_slow_and_garbage() {
     }
     let mut d = Daemon::start("");
     refused(&d.raw(b"garbage\n"), "malformed request");
-    refused(&d.raw(b"{\"v\":7,\"op\":\"ping\"}\n"), "unsupported protocol version 7");
-    refused(&d.raw(b"{\"v\":1,\"op\":\"format_disk\"}\n"), "malformed request");
+    refused(
+        &d.raw(b"{\"v\":7,\"op\":\"ping\"}\n"),
+        "unsupported protocol version 7",
+    );
+    refused(
+        &d.raw(b"{\"v\":1,\"op\":\"format_disk\"}\n"),
+        "malformed request",
+    );
     refused(&d.raw(&vec![b'x'; 10_000]), "request too long");
     assert_eq!(d.raw(b"{\"v\":1,\"op\":\"ping\"}\n")["ok"], true);
 
@@ -326,7 +433,10 @@ fn malformed_oversized_slow_and_garbage() {
     slow.write_all(b"{\"v\":1,").unwrap();
     let t0 = Instant::now();
     assert_eq!(d.raw(b"{\"v\":1,\"op\":\"ping\"}\n")["ok"], true);
-    assert!(t0.elapsed() < Duration::from_secs(1), "served while a slow client waits");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "served while a slow client waits"
+    );
     let mut line = String::new();
     BufReader::new(&mut slow).read_line(&mut line).unwrap();
     let r: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -12,7 +12,9 @@ fn bin() -> PathBuf {
 
 fn og(state: &Path) -> Command {
     let mut c = Command::new(bin());
-    c.env("OOMGUARD_STATE_DIR", state).env("OOMGUARD_SOCKET", state.join("no-daemon.sock")).env("NO_COLOR", "1");
+    c.env("OOMGUARD_STATE_DIR", state)
+        .env("OOMGUARD_SOCKET", state.join("no-daemon.sock"))
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -22,7 +24,11 @@ fn run(state: &Path, args: &[&str]) -> Output {
 
 fn has_cap_sys_resource() -> bool {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    let hex = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
     u64::from_str_radix(hex, 16).unwrap() & (1 << 24) != 0
 }
 
@@ -33,8 +39,12 @@ fn ps_json(state: &Path) -> serde_json::Value {
 }
 
 fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !matches!(s.rsplit(')').next().unwrap().split_whitespace().next(), Some("Z")))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s.rsplit(')').next().unwrap().split_whitespace().next(),
+            Some("Z")
+        )
+    })
 }
 
 #[test]
@@ -43,11 +53,37 @@ fn twenty_thousand_lines_in_order_live_and_in_the_log() {
     let log = d.path().join("out.log");
     let script = "i=1; while [ $i -le 20000 ]; do if [ $((i % 7)) -eq 0 ]; then echo \"line $i\" >&2; \
                   else echo \"line $i\"; fi; i=$((i+1)); done";
-    let o = run(d.path(), &["run", "--adj", "0", "--log", log.to_str().unwrap(), "--", "sh", "-c", script]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        d.path(),
+        &[
+            "run",
+            "--adj",
+            "0",
+            "--log",
+            log.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let expected: String = (1..=20000).map(|i| format!("line {i}\n")).collect();
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), expected, "log holds every line, in order");
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), expected, "run showed every line live");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        expected,
+        "log holds every line, in order"
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        expected,
+        "run showed every line live"
+    );
 }
 
 #[test]
@@ -55,24 +91,55 @@ fn exit_status_and_signal_status() {
     let d = tempfile::tempdir().unwrap();
     let o = run(d.path(), &["run", "--adj", "0", "--", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));
-    let o = run(d.path(), &["run", "--adj", "0", "--", "sh", "-c", "kill -9 $$"]);
+    let o = run(
+        d.path(),
+        &["run", "--adj", "0", "--", "sh", "-c", "kill -9 $$"],
+    );
     assert_eq!(o.status.code(), Some(137));
     let jobs = ps_json(d.path());
-    let st: Vec<i64> = jobs.as_array().unwrap().iter().map(|j| j["exit_status"].as_i64().unwrap()).collect();
+    let st: Vec<i64> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["exit_status"].as_i64().unwrap())
+        .collect();
     assert!(st.contains(&7) && st.contains(&137), "{jobs}");
 }
 
 #[test]
 fn environment_and_exec_failure() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(d.path(), &["run", "--adj", "0", "--", "sh", "-c", "echo U=$PYTHONUNBUFFERED"]);
+    let o = run(
+        d.path(),
+        &[
+            "run",
+            "--adj",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "echo U=$PYTHONUNBUFFERED",
+        ],
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "U=1\n");
     let o = og(d.path())
         .env("PYTHONUNBUFFERED", "0")
-        .args(["run", "--adj", "0", "--", "sh", "-c", "echo U=$PYTHONUNBUFFERED"])
+        .args([
+            "run",
+            "--adj",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "echo U=$PYTHONUNBUFFERED",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "U=0\n", "a value the user set is kept");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "U=0\n",
+        "a value the user set is kept"
+    );
     let o = run(d.path(), &["run", "--adj", "0", "--", "/nonexistent/prog"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot run `/nonexistent/prog`"));
@@ -85,7 +152,17 @@ fn job_survives_sigkill_of_oomguard_20_times() {
         let log = d.path().join("out.log");
         let script = "for i in $(seq 1 30); do echo \"n $i\"; sleep 0.01; done; echo done";
         let mut child = og(d.path())
-            .args(["run", "--adj", "0", "--log", log.to_str().unwrap(), "--", "sh", "-c", script])
+            .args([
+                "run",
+                "--adj",
+                "0",
+                "--log",
+                log.to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -93,7 +170,10 @@ fn job_survives_sigkill_of_oomguard_20_times() {
         // Wait until the job is recorded and has started writing, then kill oomguard.
         let t0 = Instant::now();
         while std::fs::read_to_string(&log).map_or(true, |s| s.is_empty()) {
-            assert!(t0.elapsed() < Duration::from_secs(10), "job never started (round {round})");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "job never started (round {round})"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().unwrap();
@@ -102,11 +182,18 @@ fn job_survives_sigkill_of_oomguard_20_times() {
         let pid = jobs[0]["pid"].as_i64().unwrap() as i32;
         let t0 = Instant::now();
         while running(pid) {
-            assert!(t0.elapsed() < Duration::from_secs(20), "job {pid} never ended (round {round})");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "job {pid} never ended (round {round})"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let expected: String = (1..=30).map(|i| format!("n {i}\n")).collect::<String>() + "done\n";
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), expected, "round {round}: log complete");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            expected,
+            "round {round}: log complete"
+        );
     }
 }
 
@@ -115,7 +202,18 @@ fn detach_ps_logs_follow_stop() {
     let d = tempfile::tempdir().unwrap();
     let o = run(
         d.path(),
-        &["run", "--detach", "--adj", "0", "--name", "trainer", "--", "sh", "-c", "echo started; exec sleep 300"],
+        &[
+            "run",
+            "--detach",
+            "--adj",
+            "0",
+            "--name",
+            "trainer",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 300",
+        ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let id = String::from_utf8(o.stdout).unwrap().trim().to_owned();
@@ -132,18 +230,33 @@ fn detach_ps_logs_follow_stop() {
     assert_eq!(j["adj_now"], 0);
     // The job is in its own session, with stdin from /dev/null.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(f[3], pid.to_string(), "session id is the job's own pid");
-    assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(), Path::new("/dev/null"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(),
+        Path::new("/dev/null")
+    );
 
-    let follower = og(d.path()).args(["logs", "-f", &id]).stdout(Stdio::piped()).spawn().unwrap();
+    let follower = og(d.path())
+        .args(["logs", "-f", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let o = run(d.path(), &["stop", "--grace", "5", "trainer"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!running(pid));
     let t0 = Instant::now();
     let out = follower.wait_with_output().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5), "logs -f ended with the job");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "logs -f ended with the job"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
     // The detached supervisor recorded the end: SIGTERM -> 143.
     let t0 = Instant::now();
@@ -153,7 +266,10 @@ fn detach_ps_logs_follow_stop() {
             assert_eq!(j["exit_status"], 143);
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "end never recorded: {j}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "end never recorded: {j}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let o = run(d.path(), &["ps"]);
@@ -165,7 +281,9 @@ fn detach_ps_logs_follow_stop() {
 #[test]
 fn default_adj_refused_without_cap_sys_resource() {
     if has_cap_sys_resource() {
-        eprintln!("SKIP: this process has CAP_SYS_RESOURCE, so -1000 succeeds (the VM lab checks that)");
+        eprintln!(
+            "SKIP: this process has CAP_SYS_RESOURCE, so -1000 succeeds (the VM lab checks that)"
+        );
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -175,12 +293,25 @@ fn default_adj_refused_without_cap_sys_resource() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("CAP_SYS_RESOURCE"), "{err}");
-    assert!(err.contains("start `oomguard daemon` as root or run with sudo"), "{err}");
+    assert!(
+        err.contains("start `oomguard daemon` as root or run with sudo"),
+        "{err}"
+    );
     assert!(err.contains("--allow-unprotected"), "{err}");
-    assert!(!marker.exists(), "not one instruction of the refused job ran");
-    assert_eq!(ps_json(d.path()).as_array().unwrap().len(), 0, "no record of a job that never ran");
+    assert!(
+        !marker.exists(),
+        "not one instruction of the refused job ran"
+    );
+    assert_eq!(
+        ps_json(d.path()).as_array().unwrap().len(),
+        0,
+        "no record of a job that never ran"
+    );
 
-    let o = run(d.path(), &["run", "--allow-unprotected", "--", "sh", "-c", &cmd]);
+    let o = run(
+        d.path(),
+        &["run", "--allow-unprotected", "--", "sh", "-c", &cmd],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert!(marker.exists());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -202,5 +333,9 @@ fn ps_notices_a_reset_adj() {
     assert_eq!(j["adj_now"], 500);
     assert_eq!(j["shield_ok"], false);
     let id = j["id"].as_str().unwrap();
-    assert!(run(d.path(), &["stop", "--grace", "1", id]).status.success());
+    assert!(
+        run(d.path(), &["stop", "--grace", "1", id])
+            .status
+            .success()
+    );
 }

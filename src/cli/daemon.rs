@@ -24,7 +24,9 @@ fn load(args: &Args) -> Result<Policy> {
     let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Policy::parse(&text, &path.to_string_lossy())?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => Ok(Policy::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => {
+            Ok(Policy::default())
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
@@ -37,7 +39,10 @@ pub fn run(args: Args) -> Result<u8> {
     // Stay resident under memory pressure (pages locked as they are touched).
     // SAFETY: mlockall has no memory-safety preconditions.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
-        eprintln!("oomguard-daemon: mlockall failed ({}); continuing unlocked", std::io::Error::last_os_error());
+        eprintln!(
+            "oomguard-daemon: mlockall failed ({}); continuing unlocked",
+            std::io::Error::last_os_error()
+        );
     }
     eprintln!(
         "oomguard-daemon: listening on {} (mode {:o}); policy: max {} jobs per user ({}), lowest adj {} ({})",

@@ -22,9 +22,13 @@ pub fn run(args: Args) -> Result<u8> {
     let state = registry::state_dir()?;
     let job = registry::find(&state, &args.job)?;
     if job.log.as_os_str().is_empty() {
-        anyhow::bail!("job {} was protected, not started, by oomguard: it has no log", job.id);
+        anyhow::bail!(
+            "job {} was protected, not started, by oomguard: it has no log",
+            job.id
+        );
     }
-    let mut f = std::fs::File::open(&job.log).with_context(|| format!("opening {}", job.log.display()))?;
+    let mut f =
+        std::fs::File::open(&job.log).with_context(|| format!("opening {}", job.log.display()))?;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

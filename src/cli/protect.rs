@@ -48,18 +48,33 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
         };
         let reply = protocol::call(&sock, &op)?;
         if !reply.ok {
-            bail!("the oomguard daemon refused: {}", reply.error.unwrap_or_default());
+            bail!(
+                "the oomguard daemon refused: {}",
+                reply.error.unwrap_or_default()
+            );
         }
         return Ok(reply.layers);
     }
     let proc = Path::new("/proc");
     let extra: Vec<Target> = if args.tree {
-        adj::descendants(proc, t.pid).into_iter().filter_map(|c| Target::open(proc, c, None).ok()).collect()
+        adj::descendants(proc, t.pid)
+            .into_iter()
+            .filter_map(|c| Target::open(proc, c, None).ok())
+            .collect()
     } else {
         vec![]
     };
     let uid = t.info()?.uids[0];
-    Ok(layers::shield(t, &Shield { adj: args.adj, job_id: id, uid, extra: &extra, root }))
+    Ok(layers::shield(
+        t,
+        &Shield {
+            adj: args.adj,
+            job_id: id,
+            uid,
+            extra: &extra,
+            root,
+        },
+    ))
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -100,8 +115,19 @@ pub fn run(args: Args) -> Result<u8> {
         };
         println!("{:<13} {:<15} {}", l.layer, mark, l.detail);
     }
-    let failed = layers.iter().any(|l| l.state == State::Failed && (l.layer == "kernel" || l.layer == "systemd-oomd"));
-    println!("job {id}: pid {} ({}){}", args.pid, info.comm, if failed { " NOT fully protected" } else { " protected" });
+    let failed = layers
+        .iter()
+        .any(|l| l.state == State::Failed && (l.layer == "kernel" || l.layer == "systemd-oomd"));
+    println!(
+        "job {id}: pid {} ({}){}",
+        args.pid,
+        info.comm,
+        if failed {
+            " NOT fully protected"
+        } else {
+            " protected"
+        }
+    );
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -114,10 +140,15 @@ pub fn run_unprotect(args: UnprotectArgs) -> Result<u8> {
     }
     for p in pids {
         if let Ok(t) = Target::open(proc, p, None) {
-            t.set_adj(0).with_context(|| format!("resetting oom_score_adj of {p}"))?;
+            t.set_adj(0)
+                .with_context(|| format!("resetting oom_score_adj of {p}"))?;
         }
     }
-    println!("pid {} ({}): oom_score_adj back to 0", args.pid, t.info()?.comm);
+    println!(
+        "pid {} ({}): oom_score_adj back to 0",
+        args.pid,
+        t.info()?.comm
+    );
     println!("(a systemd scope it was moved into stays; it leaves when the job ends)");
     Ok(0)
 }

@@ -35,8 +35,14 @@ pub struct Row {
 /// Re-check a job against the live system.
 pub fn row(job: Job, proc: &Path) -> Row {
     let live = job.live(proc);
-    let adj_now = (live == Live::Running).then(|| std::fs::read_to_string(proc.join(format!("{}/oom_score_adj", job.pid))).ok()).flatten().and_then(|s| s.trim().parse().ok());
-    let kernel_applied = job.layers.iter().any(|l| l.layer == "kernel" && l.state == State::Applied);
+    let adj_now = (live == Live::Running)
+        .then(|| std::fs::read_to_string(proc.join(format!("{}/oom_score_adj", job.pid))).ok())
+        .flatten()
+        .and_then(|s| s.trim().parse().ok());
+    let kernel_applied = job
+        .layers
+        .iter()
+        .any(|l| l.layer == "kernel" && l.state == State::Applied);
     let shield_ok = live != Live::Running || !kernel_applied || adj_now == Some(job.adj);
     let exit_status = job.end.as_ref().map(|e| e.status());
     let state = match live {
@@ -44,7 +50,13 @@ pub fn row(job: Job, proc: &Path) -> Row {
         Live::Ended => "ended",
         Live::Gone => "gone",
     };
-    Row { job, state, adj_now, shield_ok, exit_status }
+    Row {
+        job,
+        state,
+        adj_now,
+        shield_ok,
+        exit_status,
+    }
 }
 
 fn shield_summary(r: &Row) -> String {
@@ -53,18 +65,43 @@ fn shield_summary(r: &Row) -> String {
         .layers
         .iter()
         .filter(|l| l.state != State::NotApplicable)
-        .map(|l| format!("{}{}", l.layer, if l.state == State::Applied { "" } else { ":FAILED" }))
+        .map(|l| {
+            format!(
+                "{}{}",
+                l.layer,
+                if l.state == State::Applied {
+                    ""
+                } else {
+                    ":FAILED"
+                }
+            )
+        })
         .collect();
     if !r.shield_ok {
-        s.push(format!("adj now {}!", r.adj_now.map_or("?".into(), |a| a.to_string())));
+        s.push(format!(
+            "adj now {}!",
+            r.adj_now.map_or("?".into(), |a| a.to_string())
+        ));
     }
-    if s.is_empty() { "-".into() } else { s.join(",") }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.join(",")
+    }
+}
+
+/// At most `n` characters of `s`.
+fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }
 
 pub fn run(args: Args) -> Result<u8> {
     let state = registry::state_dir()?;
     let proc = Path::new("/proc");
-    let rows: Vec<Row> = registry::list(&state).into_iter().map(|j| row(j, proc)).collect();
+    let rows: Vec<Row> = registry::list(&state)
+        .into_iter()
+        .map(|j| row(j, proc))
+        .collect();
     if args.json {
         crate::cli::render::print_json(&rows)?;
         return Ok(0);
@@ -73,19 +110,22 @@ pub fn run(args: Args) -> Result<u8> {
         println!("no jobs (state dir {})", state.display());
         return Ok(0);
     }
-    println!("{:<7} {:<14} {:>7} {:<8} {:<28} COMMAND", "ID", "NAME", "PID", "STATE", "SHIELD");
+    println!(
+        "{:<7} {:<14} {:>7} {:<8} {:<28} COMMAND",
+        "ID", "NAME", "PID", "STATE", "SHIELD"
+    );
     for r in &rows {
         let st = match (r.state, r.exit_status) {
             ("ended", Some(s)) => format!("exit {s}"),
             (s, _) => s.to_owned(),
         };
-        let mut cmd = r.job.command.join(" ");
-        cmd.truncate(cmd.floor_char_boundary(30));
-        let mut name = r.job.name.clone();
-        name.truncate(name.floor_char_boundary(14));
-        let mut shield = shield_summary(r);
-        shield.truncate(shield.floor_char_boundary(28));
-        println!("{:<7} {:<14} {:>7} {:<8} {:<28} {cmd}", r.job.id, name, r.job.pid, st, shield);
+        let cmd = cut(&r.job.command.join(" "), 30);
+        let name = cut(&r.job.name, 14);
+        let shield = cut(&shield_summary(r), 28);
+        println!(
+            "{:<7} {:<14} {:>7} {:<8} {:<28} {cmd}",
+            r.job.id, name, r.job.pid, st, shield
+        );
     }
     Ok(0)
 }

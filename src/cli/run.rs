@@ -31,7 +31,12 @@ pub struct Args {
     #[arg(long)]
     pub allow_unprotected: bool,
     /// The command and its arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -40,16 +45,31 @@ fn sudo_user() -> Option<User> {
     if !rustix::process::geteuid().is_root() {
         return None;
     }
-    let uid: u32 = std::env::var("SUDO_UID").ok()?.parse().ok().filter(|u| *u != 0)?;
+    let uid: u32 = std::env::var("SUDO_UID")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|u| *u != 0)?;
     let gid: u32 = std::env::var("SUDO_GID").ok()?.parse().ok()?;
     let a = crate::daemon::auth::asker(uid, gid);
-    let groups = a.groups.iter().filter_map(|g| crate::daemon::auth::gid_of(g)).collect();
-    Some(User { uid, gid, name: a.user, groups })
+    let groups = a
+        .groups
+        .iter()
+        .filter_map(|g| crate::daemon::auth::gid_of(g))
+        .collect();
+    Some(User {
+        uid,
+        gid,
+        name: a.user,
+        groups,
+    })
 }
 
 /// The state dir; under sudo, the invoking user's (unless set explicitly).
 fn state_for(user: Option<&User>) -> Result<PathBuf> {
-    let explicit = ["OOMGUARD_STATE_DIR", "XDG_STATE_HOME"].iter().any(|k| std::env::var_os(k).is_some());
+    let explicit = ["OOMGUARD_STATE_DIR", "XDG_STATE_HOME"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
     if let (Some(u), false) = (user, explicit)
         && let Some(home) = home_of(u.uid)
     {
@@ -63,7 +83,8 @@ fn home_of(uid: u32) -> Option<PathBuf> {
     let mut buf = vec![0u8; 16384];
     let mut res: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: buffers valid; result checked.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
     if rc != 0 || res.is_null() {
         return None;
     }
@@ -75,7 +96,10 @@ fn home_of(uid: u32) -> Option<PathBuf> {
 /// Print the layers that are not applied, on stderr.
 pub fn warn_layers(id: &str, layers: &[Layer]) {
     for l in layers.iter().filter(|l| l.state == State::Failed) {
-        eprintln!("oomguard: warning: job {id}: {} layer not applied: {}", l.layer, l.detail);
+        eprintln!(
+            "oomguard: warning: job {id}: {} layer not applied: {}",
+            l.layer, l.detail
+        );
     }
 }
 
@@ -93,7 +117,8 @@ struct Report {
 pub fn run(args: Args) -> Result<u8> {
     let user = sudo_user();
     let state = state_for(user.as_ref())?;
-    std::fs::create_dir_all(&state).with_context(|| format!("creating state dir {}", state.display()))?;
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("creating state dir {}", state.display()))?;
     let spec = Spec {
         command: args.command,
         name: args.name,
@@ -172,12 +197,18 @@ fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
     drop(w);
     let mut s = String::new();
     std::fs::File::from(r).read_to_string(&mut s)?;
-    let report: Report = serde_json::from_str(&s).context("the job supervisor died before reporting")?;
+    let report: Report =
+        serde_json::from_str(&s).context("the job supervisor died before reporting")?;
     if !report.ok {
         bail!("{}", report.error);
     }
     warn_layers(&report.id, &report.layers);
-    eprintln!("oomguard: job {} (pid {}) started, log {}", report.id, report.pid, report.log.display());
+    eprintln!(
+        "oomguard: job {} (pid {}) started, log {}",
+        report.id,
+        report.pid,
+        report.log.display()
+    );
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", report.id)?;
     Ok(0)

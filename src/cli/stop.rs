@@ -43,7 +43,10 @@ pub fn run(args: Args) -> Result<u8> {
         std::thread::sleep(Duration::from_millis(50));
     }
     if t.alive() {
-        eprintln!("oomguard: job {} did not stop within {} s: sending SIGKILL", job.id, args.grace);
+        eprintln!(
+            "oomguard: job {} did not stop within {} s: sending SIGKILL",
+            job.id, args.grace
+        );
         signal_group(&t, libc::SIGKILL);
         while t.alive() {
             std::thread::sleep(Duration::from_millis(20));

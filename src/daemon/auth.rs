@@ -17,7 +17,11 @@ pub struct Peer {
 /// SO_PEERCRED of a connected Unix socket.
 pub fn peer(sock: &impl AsFd) -> std::io::Result<Peer> {
     let c = rustix::net::sockopt::socket_peercred(sock)?;
-    Ok(Peer { pid: c.pid.as_raw_nonzero().get(), uid: c.uid.as_raw(), gid: c.gid.as_raw() })
+    Ok(Peer {
+        pid: c.pid.as_raw_nonzero().get(),
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+    })
 }
 
 /// User name and group names of `uid` (primary gid `gid`). Unknown users get their
@@ -27,9 +31,14 @@ pub fn asker(uid: u32, gid: u32) -> Asker {
     let mut buf = vec![0u8; 16384];
     let mut res: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: buffers are valid for the given sizes; res is checked before use.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
     if rc != 0 || res.is_null() {
-        return Asker { uid, user: uid.to_string(), groups: vec![gid.to_string()] };
+        return Asker {
+            uid,
+            user: uid.to_string(),
+            groups: vec![gid.to_string()],
+        };
     }
     // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
     let name = unsafe { CStr::from_ptr(pw.pw_name) };
@@ -48,12 +57,15 @@ fn group_name(gid: u32) -> String {
     let mut buf = vec![0u8; 16384];
     let mut res: *mut libc::group = std::ptr::null_mut();
     // SAFETY: as in `asker`.
-    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+    let rc =
+        unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
     if rc != 0 || res.is_null() {
         return gid.to_string();
     }
     // SAFETY: gr_name points into buf.
-    unsafe { CStr::from_ptr(gr.gr_name) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(gr.gr_name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Numeric gid of a group name.
@@ -63,7 +75,15 @@ pub fn gid_of(name: &str) -> Option<u32> {
     let mut buf = vec![0u8; 16384];
     let mut res: *mut libc::group = std::ptr::null_mut();
     // SAFETY: as in `asker`.
-    let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut res,
+        )
+    };
     (rc == 0 && !res.is_null()).then_some(gr.gr_gid)
 }
 

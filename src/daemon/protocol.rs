@@ -28,7 +28,9 @@ pub const DEFAULT_SOCKET: &str = "/run/oomguard/oomguard.sock";
 
 /// The socket path: `$OOMGUARD_SOCKET`, else [`DEFAULT_SOCKET`].
 pub fn socket_path() -> PathBuf {
-    std::env::var_os("OOMGUARD_SOCKET").filter(|s| !s.is_empty()).map_or(DEFAULT_SOCKET.into(), PathBuf::from)
+    std::env::var_os("OOMGUARD_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map_or(DEFAULT_SOCKET.into(), PathBuf::from)
 }
 
 /// How the target relates to the asker.
@@ -80,10 +82,20 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(layers: Vec<Layer>) -> Reply {
-        Reply { v: VERSION, ok: true, error: None, layers }
+        Reply {
+            v: VERSION,
+            ok: true,
+            error: None,
+            layers,
+        }
     }
     pub fn err(msg: impl Into<String>) -> Reply {
-        Reply { v: VERSION, ok: false, error: Some(msg.into()), layers: vec![] }
+        Reply {
+            v: VERSION,
+            ok: false,
+            error: Some(msg.into()),
+            layers: vec![],
+        }
     }
     /// One line, newline included.
     pub fn to_line(&self) -> String {
@@ -95,13 +107,19 @@ impl Reply {
 
 /// Parse one request line (without its newline).
 pub fn parse(line: &[u8]) -> Result<Op, String> {
-    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
     match v.get("v").and_then(serde_json::Value::as_u64) {
         Some(n) if n == VERSION as u64 => {}
-        Some(n) => return Err(format!("unsupported protocol version {n}; this daemon speaks {VERSION}")),
+        Some(n) => {
+            return Err(format!(
+                "unsupported protocol version {n}; this daemon speaks {VERSION}"
+            ));
+        }
         None => return Err("malformed request: missing \"v\"".into()),
     }
-    let env: Envelope<Op> = serde_json::from_value(v).map_err(|e| format!("malformed request: {e}"))?;
+    let env: Envelope<Op> =
+        serde_json::from_value(v).map_err(|e| format!("malformed request: {e}"))?;
     if let Op::Shield { job_id, .. } = &env.body
         && !valid_job_id(job_id)
     {
@@ -112,21 +130,32 @@ pub fn parse(line: &[u8]) -> Result<Op, String> {
 
 /// Job ids name systemd units: keep them to a safe alphabet.
 pub fn valid_job_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Send one request and read the reply.
 pub fn call(socket: &Path, op: &Op) -> Result<Reply> {
-    let mut s = UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = serde_json::to_string(&Envelope { v: VERSION, body: op })?;
+    let mut line = serde_json::to_string(&Envelope {
+        v: VERSION,
+        body: op,
+    })?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
     let mut r = BufReader::new(s.take_limited());
     let mut buf = String::new();
-    r.read_line(&mut buf).context("reading the daemon's reply")?;
+    r.read_line(&mut buf)
+        .context("reading the daemon's reply")?;
     if buf.is_empty() {
-        bail!("the daemon at {} closed the connection without a reply", socket.display());
+        bail!(
+            "the daemon at {} closed the connection without a reply",
+            socket.display()
+        );
     }
     serde_json::from_str(&buf).with_context(|| format!("malformed reply from the daemon: {buf:?}"))
 }
@@ -146,12 +175,26 @@ mod tests {
 
     #[test]
     fn round_trip_and_errors() {
-        let op = parse(br#"{"v":1,"op":"shield","pid":5,"start_ticks":9,"adj":0,"job_id":"ab","mode":"run"}"#)
-            .unwrap();
-        assert!(matches!(op, Op::Shield { pid: 5, tree: false, mode: Mode::Run, .. }));
+        let op = parse(
+            br#"{"v":1,"op":"shield","pid":5,"start_ticks":9,"adj":0,"job_id":"ab","mode":"run"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            op,
+            Op::Shield {
+                pid: 5,
+                tree: false,
+                mode: Mode::Run,
+                ..
+            }
+        ));
         assert_eq!(parse(br#"{"v":1,"op":"ping"}"#).unwrap(), Op::Ping);
         assert!(parse(b"garbage").unwrap_err().starts_with("malformed"));
-        assert!(parse(br#"{"v":2,"op":"ping"}"#).unwrap_err().contains("version 2"));
+        assert!(
+            parse(br#"{"v":2,"op":"ping"}"#)
+                .unwrap_err()
+                .contains("version 2")
+        );
         assert!(parse(br#"{"op":"ping"}"#).is_err());
         assert!(parse(br#"{"v":1,"op":"rm -rf"}"#).is_err());
         let bad_id = br#"{"v":1,"op":"shield","pid":5,"start_ticks":9,"adj":0,"job_id":"../x","mode":"run"}"#;

@@ -45,7 +45,12 @@ fn log(msg: &str) {
 
 impl Daemon {
     pub fn new(policy: Policy) -> Daemon {
-        Daemon { policy, proc: "/proc".into(), jobs: Mutex::new(Vec::new()), busy: AtomicUsize::new(0) }
+        Daemon {
+            policy,
+            proc: "/proc".into(),
+            jobs: Mutex::new(Vec::new()),
+            busy: AtomicUsize::new(0),
+        }
     }
 
     /// Bind the socket (mode and group from the policy), creating its directory.
@@ -56,16 +61,21 @@ impl Daemon {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         if std::os::unix::fs::FileTypeExt::is_socket(
-            &std::fs::symlink_metadata(path).map(|m| m.file_type()).unwrap_or_else(|_| {
-                std::fs::metadata("/").expect("/ exists").file_type()
-            }),
+            &std::fs::symlink_metadata(path)
+                .map(|m| m.file_type())
+                .unwrap_or_else(|_| std::fs::metadata("/").expect("/ exists").file_type()),
         ) {
-            std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale {}", path.display()))?;
         }
         let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(self.policy.socket_mode.value))?;
+        std::fs::set_permissions(
+            path,
+            std::fs::Permissions::from_mode(self.policy.socket_mode.value),
+        )?;
         if let Some(g) = &self.policy.socket_group.value {
-            let gid = auth::gid_of(g).with_context(|| format!("socket_group {g}: no such group"))?;
+            let gid =
+                auth::gid_of(g).with_context(|| format!("socket_group {g}: no such group"))?;
             std::os::unix::fs::chown(path, None, Some(gid))?;
         }
         Ok(l)
@@ -77,14 +87,17 @@ impl Daemon {
             let Ok(conn) = conn else { continue };
             if self.busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                 self.busy.fetch_sub(1, Ordering::SeqCst);
-                let _ = (&conn).write_all(Reply::err("daemon busy, try again").to_line().as_bytes());
+                let _ =
+                    (&conn).write_all(Reply::err("daemon busy, try again").to_line().as_bytes());
                 continue;
             }
             let d = Arc::clone(&self);
-            let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-                d.connection(conn);
-                d.busy.fetch_sub(1, Ordering::SeqCst);
-            });
+            let spawned = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    d.connection(conn);
+                    d.busy.fetch_sub(1, Ordering::SeqCst);
+                });
             if spawned.is_err() {
                 self.busy.fetch_sub(1, Ordering::SeqCst);
             }
@@ -118,12 +131,17 @@ impl Daemon {
     pub fn handle(&self, peer: &Peer, op: Op) -> Reply {
         match op {
             Op::Ping => Reply::ok(vec![]),
-            Op::Shield { pid, start_ticks, adj, job_id, mode, tree } => {
-                match self.shield(peer, pid, start_ticks, adj, &job_id, mode, tree) {
-                    Ok(r) => r,
-                    Err(e) => Reply::err(e),
-                }
-            }
+            Op::Shield {
+                pid,
+                start_ticks,
+                adj,
+                job_id,
+                mode,
+                tree,
+            } => match self.shield(peer, pid, start_ticks, adj, &job_id, mode, tree) {
+                Ok(r) => r,
+                Err(e) => Reply::err(e),
+            },
         }
     }
 
@@ -159,10 +177,14 @@ impl Daemon {
         let active = {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             jobs.retain(|j| pidfd_alive(&j.pidfd));
-            jobs.iter().filter(|j| j.uid == peer.uid && j.pid != pid).count() as u32
+            jobs.iter()
+                .filter(|j| j.uid == peer.uid && j.pid != pid)
+                .count() as u32
         };
         if peer.uid != 0 {
-            self.policy.decide(&asker, adj, active).map_err(|r| r.to_string())?;
+            self.policy
+                .decide(&asker, adj, active)
+                .map_err(|r| r.to_string())?;
         }
         let extra: Vec<Target> = if tree {
             adj::descendants(&self.proc, pid)
@@ -170,20 +192,37 @@ impl Daemon {
                 .filter_map(|c| {
                     let i = adj::read_info(&self.proc, c)?;
                     let ok = peer.uid == 0 || i.uids.iter().all(|u| *u == peer.uid);
-                    ok.then(|| Target::open(&self.proc, c, Some(i.start_time)).ok()).flatten()
+                    ok.then(|| Target::open(&self.proc, c, Some(i.start_time)).ok())
+                        .flatten()
                 })
                 .collect()
         } else {
             vec![]
         };
-        let out = layers::shield(&t, &Shield { adj, job_id, uid: info.uids[0], extra: &extra, root: true });
+        let out = layers::shield(
+            &t,
+            &Shield {
+                adj,
+                job_id,
+                uid: info.uids[0],
+                extra: &extra,
+                root: true,
+            },
+        );
         if out.first().is_some_and(|l| l.state == State::Applied) {
             let pidfd = t.pidfd().try_clone().map_err(|e| e.to_string())?;
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             jobs.retain(|j| j.pid != pid);
-            jobs.push(Protected { uid: info.uids[0], pid, pidfd });
+            jobs.push(Protected {
+                uid: info.uids[0],
+                pid,
+                pidfd,
+            });
         }
-        let summary: Vec<String> = out.iter().map(|l| format!("{}={:?}", l.layer, l.state)).collect();
+        let summary: Vec<String> = out
+            .iter()
+            .map(|l| format!("{}={:?}", l.layer, l.state))
+            .collect();
         log(&format!(
             "uid {} ({}) pid {}: shield pid {pid} ({}) adj {adj} job {job_id} mode {mode:?}{}: {}",
             peer.uid,
@@ -205,7 +244,10 @@ fn read_line(conn: &mut UnixStream) -> Result<Vec<u8>, String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("request timed out: send one JSON line within {} s", REQUEST_TIMEOUT.as_secs()));
+            return Err(format!(
+                "request timed out: send one JSON line within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ));
         }
         let _ = conn.set_read_timeout(Some(left));
         match conn.read(&mut chunk) {
@@ -217,10 +259,17 @@ fn read_line(conn: &mut UnixStream) -> Result<Vec<u8>, String> {
                     return Ok(buf);
                 }
                 if buf.len() >= MAX_LINE {
-                    return Err(format!("request too long: at most {MAX_LINE} bytes per line"));
+                    return Err(format!(
+                        "request too long: at most {MAX_LINE} bytes per line"
+                    ));
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(format!(
                     "request timed out: send one JSON line within {} s",
                     REQUEST_TIMEOUT.as_secs()

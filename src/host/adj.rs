@@ -35,12 +35,18 @@ pub struct Target {
 pub enum AdjError {
     #[error("process {0} does not exist")]
     NoSuchProcess(i32),
-    #[error("process {pid} is not the one asked for (started at tick {found}, not {expected}): its PID was recycled")]
+    #[error(
+        "process {pid} is not the one asked for (started at tick {found}, not {expected}): its PID was recycled"
+    )]
     Recycled { pid: i32, expected: u64, found: u64 },
     #[error("cannot lower oom_score_adj of {pid} to {adj}: CAP_SYS_RESOURCE missing")]
     NoCapability { pid: i32, adj: i32 },
     #[error("{what} of process {pid}: {err}")]
-    Io { pid: i32, what: &'static str, err: std::io::Error },
+    Io {
+        pid: i32,
+        what: &'static str,
+        err: std::io::Error,
+    },
 }
 
 impl Target {
@@ -48,8 +54,8 @@ impl Target {
     /// `start_time`, fail unless the process found started at that tick.
     pub fn open(proc: &Path, pid: i32, start_time: Option<u64>) -> Result<Target, AdjError> {
         let p = Pid::from_raw(pid).ok_or(AdjError::NoSuchProcess(pid))?;
-        let pidfd =
-            rustix::process::pidfd_open(p, PidfdFlags::empty()).map_err(|_| AdjError::NoSuchProcess(pid))?;
+        let pidfd = rustix::process::pidfd_open(p, PidfdFlags::empty())
+            .map_err(|_| AdjError::NoSuchProcess(pid))?;
         let dir = rustix::fs::open(
             proc.join(pid.to_string()),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -65,7 +71,11 @@ impl Target {
         if let Some(expected) = start_time {
             let found = t.info()?.start_time;
             if found != expected {
-                return Err(AdjError::Recycled { pid, expected, found });
+                return Err(AdjError::Recycled {
+                    pid,
+                    expected,
+                    found,
+                });
             }
         }
         Ok(t)
@@ -78,16 +88,29 @@ impl Target {
 
     /// Whether the process is still running (not exited, not a zombie).
     pub fn alive(&self) -> bool {
-        let mut fds = [rustix::event::PollFd::new(&self.pidfd, rustix::event::PollFlags::IN)];
-        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut fds = [rustix::event::PollFd::new(
+            &self.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
     }
 
     fn read(&self, name: &'static str) -> Result<String, AdjError> {
-        let fd = rustix::fs::openat(&self.dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.io(name, e.into()))?;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io(name, e.into()))?;
         let mut s = String::new();
-        File::from(fd).read_to_string(&mut s).map_err(|e| self.io(name, e))?;
+        File::from(fd)
+            .read_to_string(&mut s)
+            .map_err(|e| self.io(name, e))?;
         Ok(s)
     }
 
@@ -95,7 +118,11 @@ impl Target {
         if err.raw_os_error() == Some(libc::ESRCH) {
             AdjError::NoSuchProcess(self.pid)
         } else {
-            AdjError::Io { pid: self.pid, what, err }
+            AdjError::Io {
+                pid: self.pid,
+                what,
+                err,
+            }
         }
     }
 
@@ -104,7 +131,10 @@ impl Target {
         let stat = self.read("stat")?;
         let status = self.read("status")?;
         parse_info(self.pid, &stat, &status).ok_or_else(|| {
-            self.io("stat", std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable"))
+            self.io(
+                "stat",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable"),
+            )
         })
     }
 
@@ -112,7 +142,10 @@ impl Target {
     pub fn adj(&self) -> Result<i32, AdjError> {
         let s = self.read("oom_score_adj")?;
         s.trim().parse().map_err(|_| {
-            self.io("oom_score_adj", std::io::Error::new(std::io::ErrorKind::InvalidData, s.clone()))
+            self.io(
+                "oom_score_adj",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, s.clone()),
+            )
         })
     }
 
@@ -124,7 +157,10 @@ impl Target {
     /// NUL-separated command line, as a list.
     pub fn cmdline(&self) -> Result<Vec<String>, AdjError> {
         let s = self.read("cmdline")?;
-        Ok(s.split('\0').filter(|a| !a.is_empty()).map(str::to_owned).collect())
+        Ok(s.split('\0')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Write `oom_score_adj`; EACCES on a lowering becomes [`AdjError::NoCapability`].
@@ -171,9 +207,18 @@ pub fn parse_info(pid: i32, stat: &str, status: &str) -> Option<ProcInfo> {
     let ppid = rest.get(1)?.parse().ok()?;
     let start_time = rest.get(19)?.parse().ok()?;
     let uid_line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    let v: Vec<u32> = uid_line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u32> = uid_line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let uids = [*v.first()?, *v.get(1)?, *v.get(2)?, *v.get(3)?];
-    Some(ProcInfo { pid, ppid, start_time, uids, comm })
+    Some(ProcInfo {
+        pid,
+        ppid,
+        start_time,
+        uids,
+        comm,
+    })
 }
 
 /// Read facts of `pid` without pinning it (for display and for walking ancestors).
@@ -189,7 +234,9 @@ pub fn read_info(proc: &Path, pid: i32) -> Option<ProcInfo> {
 pub fn descends_from(proc: &Path, pid: i32, ancestor: i32) -> bool {
     let mut cur = pid;
     for _ in 0..4096 {
-        let Some(info) = read_info(proc, cur) else { return false };
+        let Some(info) = read_info(proc, cur) else {
+            return false;
+        };
         if info.ppid == ancestor {
             return true;
         }
@@ -248,7 +295,10 @@ mod tests {
         let info = t.info().unwrap();
         assert_eq!(info.pid, me);
         assert!(Target::open(Path::new("/proc"), me, Some(info.start_time + 1)).is_err());
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let cpid = child.id() as i32;
         assert!(descends_from(Path::new("/proc"), cpid, me));
         assert!(descendants(Path::new("/proc"), me).contains(&cpid));

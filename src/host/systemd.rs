@@ -62,12 +62,14 @@ impl Systemd {
 
     fn unit_path_by_pid(&self, pid: u32) -> Result<OwnedObjectPath> {
         let m = self.proxy("/org/freedesktop/systemd1", MANAGER)?;
-        m.call("GetUnitByPID", &(pid,)).with_context(|| format!("GetUnitByPID({pid})"))
+        m.call("GetUnitByPID", &(pid,))
+            .with_context(|| format!("GetUnitByPID({pid})"))
     }
 
     fn unit_path(&self, name: &str) -> Result<OwnedObjectPath> {
         let m = self.proxy("/org/freedesktop/systemd1", MANAGER)?;
-        m.call("GetUnit", &(name,)).with_context(|| format!("GetUnit({name})"))
+        m.call("GetUnit", &(name,))
+            .with_context(|| format!("GetUnit({name})"))
     }
 
     fn prop<T>(&self, path: &str, iface: &str, name: &str) -> Result<T>
@@ -76,7 +78,8 @@ impl Systemd {
         T::Error: Into<zbus::Error>,
     {
         let p = self.proxy(path, iface)?;
-        p.get_property::<T>(name).with_context(|| format!("property {name} of {path}"))
+        p.get_property::<T>(name)
+            .with_context(|| format!("property {name} of {path}"))
     }
 
     /// The unit a process is in, as PID 1 sees it.
@@ -88,7 +91,9 @@ impl Systemd {
     /// Whether `systemd-oomd.service` is active.
     pub fn oomd_active(&self) -> bool {
         self.unit_path("systemd-oomd.service")
-            .and_then(|p| self.prop::<String>(p.as_str(), "org.freedesktop.systemd1.Unit", "ActiveState"))
+            .and_then(|p| {
+                self.prop::<String>(p.as_str(), "org.freedesktop.systemd1.Unit", "ActiveState")
+            })
             .is_ok_and(|s| s == "active")
     }
 
@@ -104,12 +109,19 @@ impl Systemd {
                 ("ManagedOOMMemoryPressure", "ManagedOOMMemoryPressure=kill"),
                 ("ManagedOOMSwap", "ManagedOOMSwap=kill"),
             ] {
-                if self.prop::<String>(path.as_str(), iface, prop).is_ok_and(|v| v == "kill") {
+                if self
+                    .prop::<String>(path.as_str(), iface, prop)
+                    .is_ok_and(|v| v == "kill")
+                {
                     rules.push(label);
                 }
             }
             if !rules.is_empty() {
-                return Ok(Some(Watch { unit, watched_by: name, rules }));
+                return Ok(Some(Watch {
+                    unit,
+                    watched_by: name,
+                    rules,
+                }));
             }
             let parent: String = self.prop(path.as_str(), iface, "Slice").unwrap_or_default();
             if parent.is_empty() || parent == name {
@@ -124,7 +136,13 @@ impl Systemd {
     /// Move `pids` (a job and its descendants) into a new root-owned scope `oomguard-<id>.scope` in `user-<uid>.slice`
     /// with `ManagedOOMPreference=omit` and the memory limits of `left_unit`. Returns the
     /// scope's name once the PID is in it.
-    pub fn move_to_scope(&self, pids: &[u32], job_id: &str, uid: u32, left_unit: &str) -> Result<String> {
+    pub fn move_to_scope(
+        &self,
+        pids: &[u32],
+        job_id: &str,
+        uid: u32,
+        left_unit: &str,
+    ) -> Result<String> {
         let left = self.unit_path(left_unit)?;
         let iface = iface_of(left_unit);
         let scope = format!("oomguard-{job_id}.scope");
@@ -165,8 +183,14 @@ mod tests {
 
     #[test]
     fn interfaces_by_suffix() {
-        assert_eq!(iface_of("user@1000.service"), "org.freedesktop.systemd1.Service");
-        assert_eq!(iface_of("user-1000.slice"), "org.freedesktop.systemd1.Slice");
+        assert_eq!(
+            iface_of("user@1000.service"),
+            "org.freedesktop.systemd1.Service"
+        );
+        assert_eq!(
+            iface_of("user-1000.slice"),
+            "org.freedesktop.systemd1.Slice"
+        );
         assert_eq!(iface_of("x.scope"), "org.freedesktop.systemd1.Scope");
         assert!(!booted(Path::new("/nonexistent")));
     }

@@ -31,7 +31,11 @@ pub struct Layer {
 
 impl Layer {
     pub fn new(layer: &str, state: State, detail: impl Into<String>) -> Layer {
-        Layer { layer: layer.into(), state, detail: detail.into() }
+        Layer {
+            layer: layer.into(),
+            state,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -56,20 +60,33 @@ pub struct Shield<'a> {
 /// what became of it.
 pub fn shield(t: &Target, opts: &Shield) -> Vec<Layer> {
     let kernel = match t.set_adj(opts.adj).and_then(|()| {
-        opts.extra.iter().try_for_each(|e| match e.set_adj(opts.adj) {
-            Err(AdjError::NoSuchProcess(_)) => Ok(()),
-            r => r,
-        })
+        opts.extra
+            .iter()
+            .try_for_each(|e| match e.set_adj(opts.adj) {
+                Err(AdjError::NoSuchProcess(_)) => Ok(()),
+                r => r,
+            })
     }) {
-        Ok(()) => Layer::new("kernel", State::Applied, format!("oom_score_adj {}", opts.adj)),
-        Err(e @ AdjError::NoCapability { .. }) => Layer::new("kernel", State::Failed, format!("{e}; {REMEDY}")),
+        Ok(()) => Layer::new(
+            "kernel",
+            State::Applied,
+            format!("oom_score_adj {}", opts.adj),
+        ),
+        Err(e @ AdjError::NoCapability { .. }) => {
+            Layer::new("kernel", State::Failed, format!("{e}; {REMEDY}"))
+        }
         Err(e) => Layer::new("kernel", State::Failed, e.to_string()),
     };
     let adj_now = t.adj().unwrap_or(0);
     let mut out = vec![kernel, oomd_layer(t, opts)];
     let comm = t.info().map(|i| i.comm).unwrap_or_default();
     let cmdline = t.cmdline().unwrap_or_default().join(" ");
-    out.extend(killers::assess(Path::new("/proc"), adj_now, &comm, &cmdline));
+    out.extend(killers::assess(
+        Path::new("/proc"),
+        adj_now,
+        &comm,
+        &cmdline,
+    ));
     out
 }
 
@@ -90,7 +107,11 @@ fn oomd_layer(t: &Target, opts: &Shield) -> Layer {
         Ok(Some(w)) => w,
         Ok(None) => {
             let unit = sd.unit_of(pid).unwrap_or_else(|_| "its unit".into());
-            return Layer::new(L, State::NotApplicable, format!("no oomd rule watches {unit}"));
+            return Layer::new(
+                L,
+                State::NotApplicable,
+                format!("no oomd rule watches {unit}"),
+            );
         }
         Err(e) => return Layer::new(L, State::Failed, format!("{e:#}")),
     };

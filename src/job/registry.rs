@@ -104,7 +104,9 @@ pub fn jobs_dir(state: &Path) -> PathBuf {
 pub fn new_job_dir(state: &Path) -> Result<(String, PathBuf)> {
     let jobs = jobs_dir(state);
     std::fs::create_dir_all(&jobs).with_context(|| format!("creating {}", jobs.display()))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut seed = now.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
     for _ in 0..100 {
         // xorshift: a short id that is unique in this directory
@@ -126,8 +128,10 @@ pub fn new_job_dir(state: &Path) -> Result<(String, PathBuf)> {
 pub fn save(state: &Path, job: &Job) -> Result<()> {
     let dir = jobs_dir(state).join(&job.id);
     let tmp = dir.join(".job.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(job)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("job.json")).with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(job)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("job.json"))
+        .with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(())
 }
 
@@ -150,14 +154,20 @@ pub fn find(state: &Path, spec: &str) -> Result<Job> {
     if let Some(j) = all.iter().find(|j| j.id == spec) {
         return Ok(j.clone());
     }
-    let by_prefix: Vec<&Job> = all.iter().filter(|j| !spec.is_empty() && j.id.starts_with(spec)).collect();
+    let by_prefix: Vec<&Job> = all
+        .iter()
+        .filter(|j| !spec.is_empty() && j.id.starts_with(spec))
+        .collect();
     if by_prefix.len() == 1 {
         return Ok(by_prefix[0].clone());
     }
     if let Some(j) = all.iter().rev().find(|j| j.name == spec) {
         return Ok(j.clone());
     }
-    bail!("no job `{spec}` in {}; `oomguard ps` lists the jobs", state.display())
+    bail!(
+        "no job `{spec}` in {}; `oomguard ps` lists the jobs",
+        state.display()
+    )
 }
 
 #[cfg(test)]
@@ -194,14 +204,27 @@ mod tests {
         assert_eq!(list(d.path()).len(), 2);
         assert_eq!(find(d.path(), "train").unwrap().id, b, "newest by name");
         assert_eq!(find(d.path(), &a).unwrap().id, a);
-        assert!(find(d.path(), "nope").unwrap_err().to_string().contains("oomguard ps"));
+        assert!(
+            find(d.path(), "nope")
+                .unwrap_err()
+                .to_string()
+                .contains("oomguard ps")
+        );
     }
 
     #[test]
     fn end_status() {
-        let e = End { time: String::new(), exit_code: None, signal: Some(9) };
+        let e = End {
+            time: String::new(),
+            exit_code: None,
+            signal: Some(9),
+        };
         assert_eq!(e.status(), 137);
-        let e = End { time: String::new(), exit_code: Some(7), signal: None };
+        let e = End {
+            time: String::new(),
+            exit_code: Some(7),
+            signal: None,
+        };
         assert_eq!(e.status(), 7);
     }
 }

@@ -75,7 +75,10 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         bail!("no command given: `oomguard run -- CMD ARGS...`");
     }
     if !(-1000..=0).contains(&spec.adj) {
-        bail!("--adj {} is out of range: the shield takes -1000..0", spec.adj);
+        bail!(
+            "--adj {} is out of range: the shield takes -1000..0",
+            spec.adj
+        );
     }
     let (id, dir) = registry::new_job_dir(state)?;
     let log_path = spec.log.clone().unwrap_or_else(|| dir.join("output.log"));
@@ -94,7 +97,11 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         }
     }
 
-    let argv: Vec<CString> = spec.command.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
+    let argv: Vec<CString> = spec
+        .command
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<_>>()?;
     let mut envp: Vec<CString> = Vec::new();
     let mut has_unbuffered = false;
     for (k, v) in std::env::vars_os() {
@@ -128,7 +135,19 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         return Err(std::io::Error::last_os_error()).context("fork");
     }
     if pid == 0 {
-        unsafe { child(go_rfd, go_wfd, err_wfd, log_fd, detach, &devnull, user.as_ref(), &argv_p, &envp_p) }
+        unsafe {
+            child(
+                go_rfd,
+                go_wfd,
+                err_wfd,
+                log_fd,
+                detach,
+                &devnull,
+                user.as_ref(),
+                &argv_p,
+                &envp_p,
+            )
+        }
     }
     drop(go_r);
     drop(err_w);
@@ -145,23 +164,36 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
     };
     let target = match Target::open(Path::new("/proc"), pid, None) {
         Ok(t) => t,
-        Err(e) => return Err(refuse(format!("the job's process vanished before it started: {e}"))),
+        Err(e) => {
+            return Err(refuse(format!(
+                "the job's process vanished before it started: {e}"
+            )));
+        }
     };
     let info = target.info().map_err(|e| refuse(e.to_string()))?;
-    let uid = spec.as_user.as_ref().map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
+    let uid = spec
+        .as_user
+        .as_ref()
+        .map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
     let layers = match apply(&target, info.start_time, spec.adj, &id, uid) {
         Ok(l) => l,
         Err(e) => return Err(refuse(format!("{e:#}"))),
     };
     let failed: Vec<&Layer> = layers.iter().filter(|l| blocking(l)).collect();
     if !failed.is_empty() && !spec.allow_unprotected {
-        let why: Vec<String> = failed.iter().map(|l| format!("{} layer: {}", l.layer, l.detail)).collect();
+        let why: Vec<String> = failed
+            .iter()
+            .map(|l| format!("{} layer: {}", l.layer, l.detail))
+            .collect();
         return Err(refuse(format!(
             "refusing to start the job unprotected: {} (or pass --allow-unprotected to run it anyway)",
             why.join("; ")
         )));
     }
-    let user_name = spec.as_user.as_ref().map_or_else(|| crate::daemon::auth::asker(uid, 0).user, |u| u.name.clone());
+    let user_name = spec.as_user.as_ref().map_or_else(
+        || crate::daemon::auth::asker(uid, 0).user,
+        |u| u.name.clone(),
+    );
     let mut job = Job {
         id: id.clone(),
         name: spec.name.clone().unwrap_or_else(|| {
@@ -195,9 +227,17 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         let status = wait(pid)?;
         job.end = Some(status);
         registry::save(state, &job)?;
-        bail!("cannot run `{}`: {}", spec.command[0], std::io::Error::from_raw_os_error(code));
+        bail!(
+            "cannot run `{}`: {}",
+            spec.command[0],
+            std::io::Error::from_raw_os_error(code)
+        );
     }
-    Ok(Started { job, state: state.to_owned(), log_offset })
+    Ok(Started {
+        job,
+        state: state.to_owned(),
+        log_offset,
+    })
 }
 
 /// Apply the layers: ourselves when root, else through the daemon when one listens,
@@ -208,15 +248,34 @@ fn apply(t: &Target, start_ticks: u64, adj: i32, job_id: &str, uid: u32) -> Resu
     if !root {
         let sock = protocol::socket_path();
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-            let op = Op::Shield { pid: t.pid, start_ticks, adj, job_id: job_id.into(), mode: Mode::Run, tree: false };
+            let op = Op::Shield {
+                pid: t.pid,
+                start_ticks,
+                adj,
+                job_id: job_id.into(),
+                mode: Mode::Run,
+                tree: false,
+            };
             let reply = protocol::call(&sock, &op)?;
             if !reply.ok {
-                bail!("the oomguard daemon refused: {}", reply.error.unwrap_or_default());
+                bail!(
+                    "the oomguard daemon refused: {}",
+                    reply.error.unwrap_or_default()
+                );
             }
             return Ok(reply.layers);
         }
     }
-    Ok(layers::shield(t, &Shield { adj, job_id, uid, extra: &[], root }))
+    Ok(layers::shield(
+        t,
+        &Shield {
+            adj,
+            job_id,
+            uid,
+            extra: &[],
+            root,
+        },
+    ))
 }
 
 /// The child between fork and exec: only async-signal-safe calls.
@@ -265,13 +324,12 @@ unsafe fn child(
             libc::_exit(126);
         }
         libc::close(go_r);
-        if let Some(u) = user {
-            if libc::setgroups(u.groups.len(), u.groups.as_ptr()) != 0
+        if let Some(u) = user
+            && (libc::setgroups(u.groups.len(), u.groups.as_ptr()) != 0
                 || libc::setgid(u.gid) != 0
-                || libc::setuid(u.uid) != 0
-            {
-                fail(*libc::__errno_location());
-            }
+                || libc::setuid(u.uid) != 0)
+        {
+            fail(*libc::__errno_location());
         }
         libc::execvpe(argv[0], argv.as_ptr(), envp.as_ptr());
         fail(*libc::__errno_location())
@@ -297,9 +355,17 @@ pub fn wait(pid: i32) -> Result<End> {
 
 fn end_of(st: i32) -> End {
     if libc::WIFEXITED(st) {
-        End { time: now(), exit_code: Some(libc::WEXITSTATUS(st)), signal: None }
+        End {
+            time: now(),
+            exit_code: Some(libc::WEXITSTATUS(st)),
+            signal: None,
+        }
     } else {
-        End { time: now(), exit_code: None, signal: Some(libc::WTERMSIG(st)) }
+        End {
+            time: now(),
+            exit_code: None,
+            signal: Some(libc::WTERMSIG(st)),
+        }
     }
 }
 
@@ -319,7 +385,8 @@ pub fn follow(started: &Started, out: &mut dyn Write) -> Result<u8> {
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(libc::SIGINT, Arc::clone(&int))?;
     signal_hook::flag::register(libc::SIGTERM, Arc::clone(&term))?;
-    let mut log = File::open(&started.job.log).with_context(|| format!("opening {}", started.job.log.display()))?;
+    let mut log = File::open(&started.job.log)
+        .with_context(|| format!("opening {}", started.job.log.display()))?;
     log.seek(SeekFrom::Start(started.log_offset))?;
     let mut out_ok = true;
     let mut buf = vec![0u8; 64 * 1024];
@@ -360,7 +427,13 @@ pub fn follow(started: &Started, out: &mut dyn Write) -> Result<u8> {
 
 /// Poll a pidfd for the process's exit, at most `timeout`.
 fn exited(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
-    let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: timeout.as_nanos() as i64,
+    };
     matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
 }

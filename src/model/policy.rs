@@ -17,7 +17,11 @@ pub enum Source {
     /// Built-in default (no config file, or the key is absent).
     Default,
     /// `line` is the 1-based line number, `text` the line as written.
-    Line { file: String, line: usize, text: String },
+    Line {
+        file: String,
+        line: usize,
+        text: String,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -55,14 +59,32 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        let d = |v| Setting { value: v, source: Source::Default };
+        let d = |v| Setting {
+            value: v,
+            source: Source::Default,
+        };
         Policy {
-            allowed_users: Setting { value: None, source: Source::Default },
-            allowed_groups: Setting { value: None, source: Source::Default },
+            allowed_users: Setting {
+                value: None,
+                source: Source::Default,
+            },
+            allowed_groups: Setting {
+                value: None,
+                source: Source::Default,
+            },
             max_jobs_per_user: d(DEFAULT_MAX_JOBS),
-            lowest_adj: Setting { value: DEFAULT_LOWEST_ADJ, source: Source::Default },
-            socket_mode: Setting { value: 0o666, source: Source::Default },
-            socket_group: Setting { value: None, source: Source::Default },
+            lowest_adj: Setting {
+                value: DEFAULT_LOWEST_ADJ,
+                source: Source::Default,
+            },
+            socket_mode: Setting {
+                value: 0o666,
+                source: Source::Default,
+            },
+            socket_group: Setting {
+                value: None,
+                source: Source::Default,
+            },
         }
     }
 }
@@ -84,33 +106,54 @@ pub enum PolicyError {
     #[error("{file}: {msg}")]
     Syntax { file: String, msg: String },
     #[error("{file}: {key} = {value}: {why}")]
-    Value { file: String, key: &'static str, value: String, why: &'static str },
+    Value {
+        file: String,
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl Policy {
     /// Parse a config file's text. `file` names it in messages.
     pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
-        let raw: Raw = toml::from_str(text)
-            .map_err(|e| PolicyError::Syntax { file: file.into(), msg: e.to_string() })?;
+        let raw: Raw = toml::from_str(text).map_err(|e| PolicyError::Syntax {
+            file: file.into(),
+            msg: e.to_string(),
+        })?;
         let src = |key: &str| -> Source {
             text.lines()
                 .enumerate()
                 .find(|(_, l)| {
                     let l = l.trim_start();
-                    l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+                    l.strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
                 })
-                .map(|(i, l)| Source::Line { file: file.into(), line: i + 1, text: l.into() })
+                .map(|(i, l)| Source::Line {
+                    file: file.into(),
+                    line: i + 1,
+                    text: l.into(),
+                })
                 .unwrap_or(Source::Default)
         };
         let mut p = Policy::default();
         if let Some(v) = raw.allowed_users {
-            p.allowed_users = Setting { value: Some(v), source: src("allowed_users") };
+            p.allowed_users = Setting {
+                value: Some(v),
+                source: src("allowed_users"),
+            };
         }
         if let Some(v) = raw.allowed_groups {
-            p.allowed_groups = Setting { value: Some(v), source: src("allowed_groups") };
+            p.allowed_groups = Setting {
+                value: Some(v),
+                source: src("allowed_groups"),
+            };
         }
         if let Some(v) = raw.max_jobs_per_user {
-            p.max_jobs_per_user = Setting { value: v, source: src("max_jobs_per_user") };
+            p.max_jobs_per_user = Setting {
+                value: v,
+                source: src("max_jobs_per_user"),
+            };
         }
         if let Some(v) = raw.lowest_adj {
             if !(-1000..=0).contains(&v) {
@@ -121,10 +164,15 @@ impl Policy {
                     why: "must be in -1000..=0",
                 });
             }
-            p.lowest_adj = Setting { value: v, source: src("lowest_adj") };
+            p.lowest_adj = Setting {
+                value: v,
+                source: src("lowest_adj"),
+            };
         }
         if let Some(v) = raw.socket_mode {
-            let m = u32::from_str_radix(v.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777);
+            let m = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777);
             let Some(m) = m else {
                 return Err(PolicyError::Value {
                     file: file.into(),
@@ -133,10 +181,16 @@ impl Policy {
                     why: "must be an octal mode string such as \"0660\"",
                 });
             };
-            p.socket_mode = Setting { value: m, source: src("socket_mode") };
+            p.socket_mode = Setting {
+                value: m,
+                source: src("socket_mode"),
+            };
         }
         if let Some(v) = raw.socket_group {
-            p.socket_group = Setting { value: Some(v), source: src("socket_group") };
+            p.socket_group = Setting {
+                value: Some(v),
+                source: src("socket_group"),
+            };
         }
         Ok(p)
     }
@@ -148,7 +202,8 @@ impl Policy {
         let by_group = self.allowed_groups.value.as_ref();
         if asker.uid != 0 && (by_user.is_some() || by_group.is_some()) {
             let user_ok = by_user.is_some_and(|l| {
-                l.iter().any(|u| *u == asker.user || u.parse::<u32>() == Ok(asker.uid))
+                l.iter()
+                    .any(|u| *u == asker.user || u.parse::<u32>() == Ok(asker.uid))
             });
             let group_ok = by_group.is_some_and(|l| l.iter().any(|g| asker.groups.contains(g)));
             if !user_ok && !group_ok {
@@ -158,14 +213,20 @@ impl Policy {
                     self.allowed_groups.source.clone()
                 };
                 return Err(Refusal {
-                    why: format!("user {} (uid {}) is not allowed to shield jobs", asker.user, asker.uid),
+                    why: format!(
+                        "user {} (uid {}) is not allowed to shield jobs",
+                        asker.user, asker.uid
+                    ),
                     source,
                 });
             }
         }
         if adj < self.lowest_adj.value {
             return Err(Refusal {
-                why: format!("oom_score_adj {adj} is below the lowest allowed, {}", self.lowest_adj.value),
+                why: format!(
+                    "oom_score_adj {adj} is below the lowest allowed, {}",
+                    self.lowest_adj.value
+                ),
                 source: self.lowest_adj.source.clone(),
             });
         }
@@ -209,7 +270,11 @@ mod tests {
     use super::*;
 
     fn alice() -> Asker {
-        Asker { uid: 1000, user: "alice".into(), groups: vec!["alice".into(), "ml".into()] }
+        Asker {
+            uid: 1000,
+            user: "alice".into(),
+            groups: vec!["alice".into(), "ml".into()],
+        }
     }
 
     #[test]
@@ -226,19 +291,37 @@ mod tests {
         let text = "# comment\nmax_jobs_per_user = 2\nlowest_adj = -500\n";
         let p = Policy::parse(text, "/etc/oomguard/config.toml").unwrap();
         let r = p.decide(&alice(), -1000, 0).unwrap_err();
-        assert_eq!(r.to_string(), "refused by policy: oom_score_adj -1000 is below the lowest allowed, -500 (`lowest_adj = -500` at /etc/oomguard/config.toml:3)");
+        assert_eq!(
+            r.to_string(),
+            "refused by policy: oom_score_adj -1000 is below the lowest allowed, -500 (`lowest_adj = -500` at /etc/oomguard/config.toml:3)"
+        );
         let r = p.decide(&alice(), -500, 2).unwrap_err();
-        assert!(r.to_string().contains("`max_jobs_per_user = 2` at /etc/oomguard/config.toml:2"), "{r}");
+        assert!(
+            r.to_string()
+                .contains("`max_jobs_per_user = 2` at /etc/oomguard/config.toml:2"),
+            "{r}"
+        );
         assert!(p.decide(&alice(), -400, 1).is_ok());
     }
 
     #[test]
     fn users_and_groups() {
-        let p = Policy::parse("allowed_users = [\"bob\"]\nallowed_groups = [\"ml\"]\n", "c").unwrap();
+        let p = Policy::parse(
+            "allowed_users = [\"bob\"]\nallowed_groups = [\"ml\"]\n",
+            "c",
+        )
+        .unwrap();
         assert!(p.decide(&alice(), 0, 0).is_ok(), "alice is in group ml");
-        let carol = Asker { uid: 1002, user: "carol".into(), groups: vec!["carol".into()] };
+        let carol = Asker {
+            uid: 1002,
+            user: "carol".into(),
+            groups: vec!["carol".into()],
+        };
         let r = p.decide(&carol, 0, 0).unwrap_err();
-        assert!(r.to_string().contains("`allowed_users = [\"bob\"]` at c:1"), "{r}");
+        assert!(
+            r.to_string().contains("`allowed_users = [\"bob\"]` at c:1"),
+            "{r}"
+        );
         let p = Policy::parse("allowed_users = [\"1002\"]\n", "c").unwrap();
         assert!(p.decide(&carol, 0, 0).is_ok(), "numeric uid admitted");
     }
@@ -248,7 +331,8 @@ mod tests {
         assert!(Policy::parse("lowest_adj = 5\n", "c").is_err());
         assert!(Policy::parse("socket_mode = \"999\"\n", "c").is_err());
         assert!(Policy::parse("nonsense = 1\n", "c").is_err());
-        let p = Policy::parse("socket_mode = \"0660\"\nsocket_group = \"oomguard\"\n", "c").unwrap();
+        let p =
+            Policy::parse("socket_mode = \"0660\"\nsocket_group = \"oomguard\"\n", "c").unwrap();
         assert_eq!(p.socket_mode.value, 0o660);
     }
 }
