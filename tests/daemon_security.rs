@@ -405,6 +405,22 @@ fn users_ownership_descent_recycling_policy() {
         String::from_utf8_lossy(&o.stderr).contains("`lowest_adj = -500`"),
         "run relays the policy line"
     );
+
+    // As root under sudo, the job runs as the invoking user, not as root.
+    let sudo_state = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["run", "--adj", "0", "--", "id", "-u"])
+        .env("SUDO_UID", a.uid.to_string())
+        .env("SUDO_GID", a.gid.to_string())
+        .env("OOMGUARD_STATE_DIR", sudo_state.path())
+        .env("OOMGUARD_SOCKET", "/nonexistent/sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{}\n", a.uid));
+    let rec = std::fs::read_dir(sudo_state.path().join("jobs")).unwrap().next().unwrap().unwrap().path();
+    let meta = std::fs::metadata(rec.join("output.log")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), a.uid, "the log belongs to the user");
     drop(bs);
     drop(a2);
 }

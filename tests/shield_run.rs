@@ -339,3 +339,58 @@ fn ps_notices_a_reset_adj() {
             .success()
     );
 }
+
+#[test]
+fn ctrl_c_and_sigterm_are_forwarded() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = og(d.path())
+            .args(["run", "--adj", "0", "--", "sh", "-c", "echo up; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 3];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        assert_eq!(&first, b"up\n");
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let t0 = Instant::now();
+        let st = child.wait().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(st.code(), Some(code), "signal {sig} reached the job, oomguard exited 128+{sig}");
+    }
+}
+
+#[test]
+fn protect_tree_and_unprotect() {
+    let d = tempfile::tempdir().unwrap();
+    let mut parent = Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
+    let pid = parent.id() as i32;
+    let t0 = Instant::now();
+    let kids = loop {
+        let o = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+        let kids: Vec<i32> = String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.parse().ok()).collect();
+        if kids.len() == 2 {
+            break kids;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for p in std::iter::once(pid).chain(kids.iter().copied()) {
+        std::fs::write(format!("/proc/{p}/oom_score_adj"), "300").unwrap();
+    }
+    let o = run(d.path(), &["protect", "--adj", "0", "--tree", &pid.to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("kernel") && out.contains("applied"), "{out}");
+    for p in std::iter::once(pid).chain(kids.iter().copied()) {
+        assert_eq!(std::fs::read_to_string(format!("/proc/{p}/oom_score_adj")).unwrap().trim(), "0", "pid {p}");
+    }
+    let j = &ps_json(d.path())[0];
+    assert_eq!(j["pid"], pid);
+    assert_eq!(j["state"], "running");
+    assert!(run(d.path(), &["unprotect", &pid.to_string()]).status.success());
+    let _ = Command::new("pkill").args(["-P", &pid.to_string()]).status();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+}
