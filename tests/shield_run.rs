@@ -394,3 +394,44 @@ fn protect_tree_and_unprotect() {
     parent.kill().unwrap();
     parent.wait().unwrap();
 }
+
+/// A child memory cgroup (v1) of our own, removed on drop.
+struct Memcg(PathBuf);
+impl Drop for Memcg {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn job_in_a_limited_memcg_stays_there_and_says_so() {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(own) = cg.lines().find_map(|l| l.strip_prefix("4:memory:")).map(str::to_owned) else {
+        eprintln!("SKIP: no cgroup v1 memory controller line in /proc/self/cgroup");
+        return;
+    };
+    let dir = PathBuf::from(format!("/sys/fs/cgroup/memory{own}/oomguard-test-{}", std::process::id()));
+    if std::fs::create_dir(&dir).is_err() {
+        eprintln!("SKIP: cannot create a child memory cgroup at {}", dir.display());
+        return;
+    }
+    let g = Memcg(dir);
+    std::fs::write(g.0.join("memory.limit_in_bytes"), "314572800").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let procs = g.0.join("cgroup.procs");
+    // Start oomguard inside the group: the job is forked there and must stay there.
+    let script = format!("echo $$ > {}; exec \"$@\"", procs.display());
+    let o = Command::new("sh")
+        .args(["-c", &script, "sh", bin().to_str().unwrap(), "run", "--adj", "0", "--", "cat", "/proc/self/cgroup"])
+        .env("OOMGUARD_STATE_DIR", d.path())
+        .env("OOMGUARD_SOCKET", d.path().join("none.sock"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rel = format!("/{}", g.0.strip_prefix("/sys/fs/cgroup/memory").unwrap().display());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("memory:{rel}\n")), "job ran in the group: {out} (want {rel})");
+    let j = &ps_json(d.path())[0];
+    let detail = j["layers"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("stays in memory-limited cgroup {rel} (limit 300 MiB)")), "{detail}");
+}

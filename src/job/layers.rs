@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::adj::{AdjError, Target};
 use crate::host::systemd;
-use crate::job::killers;
+use crate::job::{killers, memcg};
 
 /// State of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +77,14 @@ pub fn shield(t: &Target, opts: &Shield) -> Vec<Layer> {
         }
         Err(e) => Layer::new("kernel", State::Failed, e.to_string()),
     };
+    let mut kernel = kernel;
+    if let Some(l) = t.cgroup().ok().and_then(|c| memcg::tightest(Path::new("/"), &c)) {
+        kernel.detail.push_str(&format!(
+            "; it stays in memory-limited cgroup {} (limit {} MiB): no limit is lifted",
+            l.cgroup,
+            l.bytes >> 20
+        ));
+    }
     let adj_now = t.adj().unwrap_or(0);
     let mut out = vec![kernel, oomd_layer(t, opts)];
     let comm = t.info().map(|i| i.comm).unwrap_or_default();

@@ -2,5 +2,6 @@
 
 pub mod killers;
 pub mod layers;
+pub mod memcg;
 pub mod registry;
 pub mod spawn;
