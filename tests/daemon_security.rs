@@ -416,11 +416,25 @@ fn users_ownership_descent_recycling_policy() {
         .env("OOMGUARD_SOCKET", "/nonexistent/sock")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{}\n", a.uid));
-    let rec = std::fs::read_dir(sudo_state.path().join("jobs")).unwrap().next().unwrap().unwrap().path();
+    let rec = std::fs::read_dir(sudo_state.path().join("jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let meta = std::fs::metadata(rec.join("output.log")).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), a.uid, "the log belongs to the user");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        a.uid,
+        "the log belongs to the user"
+    );
     drop(bs);
     drop(a2);
 }

@@ -345,7 +345,15 @@ fn ctrl_c_and_sigterm_are_forwarded() {
     for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let d = tempfile::tempdir().unwrap();
         let mut child = og(d.path())
-            .args(["run", "--adj", "0", "--", "sh", "-c", "echo up; exec sleep 30"])
+            .args([
+                "run",
+                "--adj",
+                "0",
+                "--",
+                "sh",
+                "-c",
+                "echo up; exec sleep 30",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -357,19 +365,32 @@ fn ctrl_c_and_sigterm_are_forwarded() {
         let t0 = Instant::now();
         let st = child.wait().unwrap();
         assert!(t0.elapsed() < Duration::from_secs(5));
-        assert_eq!(st.code(), Some(code), "signal {sig} reached the job, oomguard exited 128+{sig}");
+        assert_eq!(
+            st.code(),
+            Some(code),
+            "signal {sig} reached the job, oomguard exited 128+{sig}"
+        );
     }
 }
 
 #[test]
 fn protect_tree_and_unprotect() {
     let d = tempfile::tempdir().unwrap();
-    let mut parent = Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
+    let mut parent = Command::new("sh")
+        .args(["-c", "sleep 30 & sleep 30 & wait"])
+        .spawn()
+        .unwrap();
     let pid = parent.id() as i32;
     let t0 = Instant::now();
     let kids = loop {
-        let o = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
-        let kids: Vec<i32> = String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.parse().ok()).collect();
+        let o = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .unwrap();
+        let kids: Vec<i32> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
         if kids.len() == 2 {
             break kids;
         }
@@ -379,18 +400,37 @@ fn protect_tree_and_unprotect() {
     for p in std::iter::once(pid).chain(kids.iter().copied()) {
         std::fs::write(format!("/proc/{p}/oom_score_adj"), "300").unwrap();
     }
-    let o = run(d.path(), &["protect", "--adj", "0", "--tree", &pid.to_string()]);
+    let o = run(
+        d.path(),
+        &["protect", "--adj", "0", "--tree", &pid.to_string()],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("kernel") && out.contains("applied"), "{out}");
     for p in std::iter::once(pid).chain(kids.iter().copied()) {
-        assert_eq!(std::fs::read_to_string(format!("/proc/{p}/oom_score_adj")).unwrap().trim(), "0", "pid {p}");
+        assert_eq!(
+            std::fs::read_to_string(format!("/proc/{p}/oom_score_adj"))
+                .unwrap()
+                .trim(),
+            "0",
+            "pid {p}"
+        );
     }
     let j = &ps_json(d.path())[0];
     assert_eq!(j["pid"], pid);
     assert_eq!(j["state"], "running");
-    assert!(run(d.path(), &["unprotect", &pid.to_string()]).status.success());
-    let _ = Command::new("pkill").args(["-P", &pid.to_string()]).status();
+    assert!(
+        run(d.path(), &["unprotect", &pid.to_string()])
+            .status
+            .success()
+    );
+    let _ = Command::new("pkill")
+        .args(["-P", &pid.to_string()])
+        .status();
     parent.kill().unwrap();
     parent.wait().unwrap();
 }
@@ -406,13 +446,23 @@ impl Drop for Memcg {
 #[test]
 fn job_in_a_limited_memcg_stays_there_and_says_so() {
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let Some(own) = cg.lines().find_map(|l| l.strip_prefix("4:memory:")).map(str::to_owned) else {
+    let Some(own) = cg
+        .lines()
+        .find_map(|l| l.strip_prefix("4:memory:"))
+        .map(str::to_owned)
+    else {
         eprintln!("SKIP: no cgroup v1 memory controller line in /proc/self/cgroup");
         return;
     };
-    let dir = PathBuf::from(format!("/sys/fs/cgroup/memory{own}/oomguard-test-{}", std::process::id()));
+    let dir = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory{own}/oomguard-test-{}",
+        std::process::id()
+    ));
     if std::fs::create_dir(&dir).is_err() {
-        eprintln!("SKIP: cannot create a child memory cgroup at {}", dir.display());
+        eprintln!(
+            "SKIP: cannot create a child memory cgroup at {}",
+            dir.display()
+        );
         return;
     }
     let g = Memcg(dir);
@@ -422,16 +472,93 @@ fn job_in_a_limited_memcg_stays_there_and_says_so() {
     // Start oomguard inside the group: the job is forked there and must stay there.
     let script = format!("echo $$ > {}; exec \"$@\"", procs.display());
     let o = Command::new("sh")
-        .args(["-c", &script, "sh", bin().to_str().unwrap(), "run", "--adj", "0", "--", "cat", "/proc/self/cgroup"])
+        .args([
+            "-c",
+            &script,
+            "sh",
+            bin().to_str().unwrap(),
+            "run",
+            "--adj",
+            "0",
+            "--",
+            "cat",
+            "/proc/self/cgroup",
+        ])
         .env("OOMGUARD_STATE_DIR", d.path())
         .env("OOMGUARD_SOCKET", d.path().join("none.sock"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rel = format!("/{}", g.0.strip_prefix("/sys/fs/cgroup/memory").unwrap().display());
+    let rel = format!(
+        "/{}",
+        g.0.strip_prefix("/sys/fs/cgroup/memory").unwrap().display()
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains(&format!("memory:{rel}\n")), "job ran in the group: {out} (want {rel})");
+    assert!(
+        out.contains(&format!("memory:{rel}\n")),
+        "job ran in the group: {out} (want {rel})"
+    );
     let j = &ps_json(d.path())[0];
     let detail = j["layers"][0]["detail"].as_str().unwrap();
-    assert!(detail.contains(&format!("stays in memory-limited cgroup {rel} (limit 300 MiB)")), "{detail}");
+    assert!(
+        detail.contains(&format!(
+            "stays in memory-limited cgroup {rel} (limit 300 MiB)"
+        )),
+        "{detail}"
+    );
+}
+
+#[test]
+fn earlyoom_rules_that_would_still_pick_the_job_are_reported() {
+    let Ok(eo) = which("earlyoom") else {
+        eprintln!("SKIP: earlyoom is not installed (apt-get install earlyoom)");
+        return;
+    };
+    // --dryrun: it never kills anything, whatever memory others use meanwhile.
+    let mut eo = Command::new(eo)
+        .args(["--dryrun", "-m", "1", "-s", "1", "--prefer", "^sleep$"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let d = tempfile::tempdir().unwrap();
+    let o = run(d.path(), &["run", "-d", "--adj", "0", "--", "sleep", "30"]);
+    let _ = eo.kill();
+    let _ = eo.wait();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = &ps_json(d.path())[0];
+    let l = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "earlyoom")
+        .unwrap();
+    assert_eq!(l["state"], "failed", "{l}");
+    assert!(
+        l["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--prefer '^sleep$' matches 'sleep'"),
+        "{l}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("earlyoom layer not applied"), "{err}");
+    assert!(
+        run(
+            d.path(),
+            &["stop", "--grace", "1", j["id"].as_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+}
+
+fn which(prog: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+        .ok_or(())
 }

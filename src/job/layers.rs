@@ -78,7 +78,11 @@ pub fn shield(t: &Target, opts: &Shield) -> Vec<Layer> {
         Err(e) => Layer::new("kernel", State::Failed, e.to_string()),
     };
     let mut kernel = kernel;
-    if let Some(l) = t.cgroup().ok().and_then(|c| memcg::tightest(Path::new("/"), &c)) {
+    if let Some(l) = t
+        .cgroup()
+        .ok()
+        .and_then(|c| memcg::tightest(Path::new("/"), &c))
+    {
         kernel.detail.push_str(&format!(
             "; it stays in memory-limited cgroup {} (limit {} MiB): no limit is lifted",
             l.cgroup,

@@ -36,7 +36,10 @@ pub fn tightest(root: &Path, cgroup_file: &str) -> Option<Limit> {
                 && bytes < UNLIMITED
                 && best.as_ref().is_none_or(|b| bytes < b.bytes)
             {
-                best = Some(Limit { cgroup: if p.is_empty() { "/".into() } else { p.clone() }, bytes });
+                best = Some(Limit {
+                    cgroup: if p.is_empty() { "/".into() } else { p.clone() },
+                    bytes,
+                });
             }
             match p.rfind('/') {
                 Some(i) => p.truncate(i),
@@ -60,9 +63,19 @@ mod tests {
         let v1 = d.path().join("sys/fs/cgroup/memory/a/b");
         std::fs::create_dir_all(&v1).unwrap();
         std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
-        std::fs::write(v1.parent().unwrap().join("memory.limit_in_bytes"), "314572800\n").unwrap();
+        std::fs::write(
+            v1.parent().unwrap().join("memory.limit_in_bytes"),
+            "314572800\n",
+        )
+        .unwrap();
         let cg = "4:memory:/a/b\n0::/\n";
-        assert_eq!(tightest(d.path(), cg), Some(Limit { cgroup: "/a".into(), bytes: 314572800 }));
+        assert_eq!(
+            tightest(d.path(), cg),
+            Some(Limit {
+                cgroup: "/a".into(),
+                bytes: 314572800
+            })
+        );
         let v2 = d.path().join("sys/fs/cgroup/user.slice/job.scope");
         std::fs::create_dir_all(&v2).unwrap();
         std::fs::write(v2.join("memory.max"), "max\n").unwrap();

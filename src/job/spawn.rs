@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::daemon::protocol::{self, Mode, Op};
 use crate::host::adj::Target;
+use crate::job::killers;
 use crate::job::layers::{self, Layer, Shield, State};
 use crate::job::registry::{self, End, Job};
 
@@ -179,6 +180,24 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         Ok(l) => l,
         Err(e) => return Err(refuse(format!("{e:#}"))),
     };
+    // earlyoom and nohang match the job by name and command line: judge them on what it
+    // is about to exec, not on the waiting child (still named like us).
+    let mut layers = layers;
+    layers.retain(|l| l.layer != "earlyoom" && l.layer != "nohang");
+    let comm: String = spec.command[0]
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(15)
+        .collect();
+    let adj_now = target.adj().unwrap_or(0);
+    layers.extend(killers::assess(
+        Path::new("/proc"),
+        adj_now,
+        &comm,
+        &spec.command.join(" "),
+    ));
     let failed: Vec<&Layer> = layers.iter().filter(|l| blocking(l)).collect();
     if !failed.is_empty() && !spec.allow_unprotected {
         let why: Vec<String> = failed
