@@ -60,11 +60,13 @@ impl Daemon {
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        if std::os::unix::fs::FileTypeExt::is_socket(
-            &std::fs::symlink_metadata(path)
-                .map(|m| m.file_type())
-                .unwrap_or_else(|_| std::fs::metadata("/").expect("/ exists").file_type()),
-        ) {
+        // A socket left by an earlier run is stale once nothing answers on it.
+        let is_socket = std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+        if is_socket {
+            if UnixStream::connect(path).is_ok() {
+                anyhow::bail!("another daemon already listens on {}", path.display());
+            }
             std::fs::remove_file(path)
                 .with_context(|| format!("removing stale {}", path.display()))?;
         }
