@@ -428,11 +428,20 @@ fn protect_tree_and_unprotect() {
             .status
             .success()
     );
-    let _ = Command::new("pkill")
-        .args(["-P", &pid.to_string()])
-        .status();
-    parent.kill().unwrap();
-    parent.wait().unwrap();
+    // The protected process leads no process group: `stop` signals just it (our own
+    // test process group is spared), and we reap it.
+    let id = j["id"].as_str().unwrap().to_owned();
+    let stopper = std::thread::spawn({
+        let state = d.path().to_owned();
+        move || run(&state, &["stop", "--grace", "3", &id])
+    });
+    let st = parent.wait().unwrap();
+    let o = stopper.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(libc::SIGTERM)
+    );
 }
 
 /// A child memory cgroup (v1) of our own, removed on drop.

@@ -93,6 +93,21 @@ fn home_of(uid: u32) -> Option<PathBuf> {
     Some(PathBuf::from(dir.to_string_lossy().into_owned()))
 }
 
+/// Create `dir` and its missing parents; under sudo, give the ones created to the user
+/// (so `~/.local/state` does not end up owned by root).
+fn create_dirs(dir: &std::path::Path, user: Option<&User>) -> Result<()> {
+    let missing: Vec<&std::path::Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating state dir {}", dir.display()))?;
+    if let Some(u) = user {
+        for p in missing {
+            std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid))
+                .with_context(|| format!("giving {} to {}", p.display(), u.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Print the layers that are not applied, on stderr.
 pub fn warn_layers(id: &str, layers: &[Layer]) {
     for l in layers.iter().filter(|l| l.state == State::Failed) {
@@ -117,8 +132,7 @@ struct Report {
 pub fn run(args: Args) -> Result<u8> {
     let user = sudo_user();
     let state = state_for(user.as_ref())?;
-    std::fs::create_dir_all(&state)
-        .with_context(|| format!("creating state dir {}", state.display()))?;
+    create_dirs(&state, user.as_ref())?;
     let spec = Spec {
         command: args.command,
         name: args.name,

@@ -19,12 +19,37 @@ pub struct Args {
     pub job: String,
 }
 
-fn signal_group(t: &Target, sig: i32) {
-    if t.alive() {
-        // The job is a session (and process group) leader: signal its whole group so
-        // its workers go too. Its being alive guarantees the group id is still its own.
-        // SAFETY: plain kill(2).
-        unsafe { libc::kill(-t.pid, sig) };
+/// Signal the job: its whole process group when it leads one (jobs `run` started are
+/// session leaders, so their workers go too), else just the process, through its pidfd.
+fn signal_job(t: &Target, sig: i32) {
+    if !t.alive() {
+        return;
+    }
+    let leads_group = std::fs::read_to_string(format!("/proc/{}/stat", t.pid))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(2)?
+                .parse::<i32>()
+                .ok()
+        })
+        == Some(t.pid);
+    // SAFETY: plain kill(2) / pidfd_send_signal(2). The leader being alive guarantees the
+    // group id is still its own.
+    unsafe {
+        if leads_group {
+            libc::kill(-t.pid, sig);
+        } else {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                std::os::fd::AsRawFd::as_raw_fd(t.pidfd()),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
     }
 }
 
@@ -37,7 +62,7 @@ pub fn run(args: Args) -> Result<u8> {
     let Ok(t) = Target::open(Path::new("/proc"), job.pid, Some(job.pid_start_ticks)) else {
         bail!("job {} (pid {}) is no longer running", job.id, job.pid);
     };
-    signal_group(&t, libc::SIGTERM);
+    signal_job(&t, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(args.grace);
     while t.alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -47,7 +72,7 @@ pub fn run(args: Args) -> Result<u8> {
             "oomguard: job {} did not stop within {} s: sending SIGKILL",
             job.id, args.grace
         );
-        signal_group(&t, libc::SIGKILL);
+        signal_job(&t, libc::SIGKILL);
         while t.alive() {
             std::thread::sleep(Duration::from_millis(20));
         }
