@@ -108,14 +108,31 @@ fn create_dirs(dir: &std::path::Path, user: Option<&User>) -> Result<()> {
     Ok(())
 }
 
-/// Print the layers that are not applied, on stderr.
-pub fn warn_layers(id: &str, layers: &[Layer]) {
+/// On stderr: a warning per layer not applied, then one line naming the job and its log
+/// and one with its shield (`kernel applied, systemd-oomd n/a, ...`).
+fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer]) {
     for l in layers.iter().filter(|l| l.state == State::Failed) {
         eprintln!(
             "oomguard: warning: job {id}: {} layer not applied: {}",
             l.layer, l.detail
         );
     }
+    let shield: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let st = match l.state {
+                State::Applied => "applied",
+                State::NotApplicable => "n/a",
+                State::Failed => "FAILED",
+            };
+            format!("{} {st}", l.layer)
+        })
+        .collect();
+    eprintln!(
+        "oomguard: job {id} (pid {pid}) started, log {}",
+        log.display()
+    );
+    eprintln!("oomguard: shield: {}", shield.join(", "));
 }
 
 /// What the detached supervisor tells the front process.
@@ -146,12 +163,11 @@ pub fn run(args: Args) -> Result<u8> {
         return detach(&state, &spec);
     }
     let started = spawn::start(&state, &spec)?;
-    warn_layers(&started.job.id, &started.job.layers);
-    eprintln!(
-        "oomguard: job {} (pid {}) started, log {}",
-        started.job.id,
+    announce(
+        &started.job.id,
         started.job.pid,
-        started.job.log.display()
+        &started.job.log,
+        &started.job.layers,
     );
     let mut out = std::io::stdout().lock();
     spawn::follow(&started, &mut out)
@@ -216,13 +232,7 @@ fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
     if !report.ok {
         bail!("{}", report.error);
     }
-    warn_layers(&report.id, &report.layers);
-    eprintln!(
-        "oomguard: job {} (pid {}) started, log {}",
-        report.id,
-        report.pid,
-        report.log.display()
-    );
+    announce(&report.id, report.pid, &report.log, &report.layers);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", report.id)?;
     Ok(0)
