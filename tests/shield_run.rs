@@ -571,3 +571,34 @@ fn which(prog: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn detached_job_holds_none_of_the_callers_pipes() {
+    let d = tempfile::tempdir().unwrap();
+    // fd 3 is a second copy of the caller's stdout pipe, inherited (not close-on-exec).
+    let script = format!(
+        "exec 3>&1; exec {} run -d --adj 0 -- sleep 30",
+        bin().display()
+    );
+    let t0 = Instant::now();
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("OOMGUARD_STATE_DIR", d.path())
+        .env("OOMGUARD_SOCKET", d.path().join("none.sock"))
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the caller's pipe closed at once, not with the job"
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let j = &ps_json(d.path())[0];
+    assert_eq!(j["id"], id.as_str());
+    assert_eq!(j["state"], "running");
+    assert!(
+        run(d.path(), &["stop", "--grace", "1", &id])
+            .status
+            .success()
+    );
+}

@@ -1,6 +1,7 @@
 //! `oomguard run`: start a job shielded from every OOM killer, its output in a log file.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -194,6 +195,23 @@ fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
             if n > 2 {
                 libc::close(n);
             }
+            // Hold none of the caller's descriptors (a pipe of a `$(...)` or a CI runner
+            // would otherwise stay open as long as the job runs), but the report pipe.
+            let keep = w.as_raw_fd() as libc::c_uint;
+            if keep > 3 {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    keep - 1,
+                    0 as libc::c_uint,
+                );
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                keep + 1,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
         }
         let mut w = std::fs::File::from(w);
         let report = match spawn::start(state, spec) {

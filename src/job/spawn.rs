@@ -331,6 +331,15 @@ unsafe fn child(
             }
         }
         libc::close(log);
+        if detach {
+            // A detached job keeps none of the caller's other descriptors past exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
         let mut b = [0u8; 1];
         let n = loop {
             let n = libc::read(go_r, b.as_mut_ptr().cast(), 1);
