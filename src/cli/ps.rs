@@ -15,7 +15,13 @@ pub struct Args {
     /// JSON output (an array of job records with live state)
     #[arg(long)]
     pub json: bool,
+    /// Show every ended job, not only the last 10 (JSON always lists all)
+    #[arg(long, short)]
+    pub all: bool,
 }
+
+/// Ended jobs the table shows without `--all`.
+const RECENT: usize = 10;
 
 /// A job with its live state, as `ps --json` prints it: every key of the record, plus
 /// `state` (running/ended/gone), `adj_now`, `shield_ok` and `exit_status`.
@@ -110,11 +116,26 @@ pub fn run(args: Args) -> Result<u8> {
         println!("no jobs (state dir {})", state.display());
         return Ok(0);
     }
+    let ended = rows.iter().filter(|r| r.state == "ended").count();
+    let skip = if args.all {
+        0
+    } else {
+        ended.saturating_sub(RECENT)
+    };
+    let mut skipped = 0;
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| {
+            let hide = r.state == "ended" && skipped < skip;
+            skipped += hide as usize;
+            !hide
+        })
+        .collect();
     println!(
         "{:<7} {:<14} {:>7} {:<8} {:<28} COMMAND",
         "ID", "NAME", "PID", "STATE", "SHIELD"
     );
-    for r in &rows {
+    for r in rows {
         let st = match (r.state, r.exit_status) {
             ("ended", Some(s)) => format!("exit {s}"),
             (s, _) => s.to_owned(),
@@ -126,6 +147,9 @@ pub fn run(args: Args) -> Result<u8> {
             "{:<7} {:<14} {:>7} {:<8} {:<28} {cmd}",
             r.job.id, name, r.job.pid, st, shield
         );
+    }
+    if skip > 0 {
+        println!("({skip} older ended jobs hidden; `oomguard ps --all` shows them)");
     }
     Ok(0)
 }
