@@ -37,7 +37,7 @@ pub struct UnprotectArgs {
 fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
     let root = rustix::process::geteuid().is_root();
     let sock = protocol::socket_path();
-    if !root && std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+    if let Some(conn) = (!root).then(|| protocol::connect(&sock)).flatten() {
         let op = Op::Shield {
             pid: t.pid,
             start_ticks: ticks,
@@ -46,7 +46,7 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
             mode: Mode::Protect,
             tree: args.tree,
         };
-        let reply = protocol::call(&sock, &op)?;
+        let reply = protocol::call_on(conn, &op)?;
         if !reply.ok {
             bail!(
                 "the oomguard daemon refused: {}",

@@ -72,26 +72,11 @@ fn state_for(user: Option<&User>) -> Result<PathBuf> {
         .iter()
         .any(|k| std::env::var_os(k).is_some());
     if let (Some(u), false) = (user, explicit)
-        && let Some(home) = home_of(u.uid)
+        && let Some(home) = registry::home_of(u.uid)
     {
         return Ok(home.join(".local/state/oomguard"));
     }
     registry::state_dir()
-}
-
-fn home_of(uid: u32) -> Option<PathBuf> {
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16384];
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: buffers valid; result checked.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
-    if rc != 0 || res.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir points into buf.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
-    Some(PathBuf::from(dir.to_string_lossy().into_owned()))
 }
 
 /// Create `dir` and its missing parents; under sudo, give the ones created to the user

@@ -136,10 +136,13 @@ pub fn valid_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Send one request and read the reply.
-pub fn call(socket: &Path, op: &Op) -> Result<Reply> {
-    let mut s = UnixStream::connect(socket)
-        .with_context(|| format!("connecting to {}", socket.display()))?;
+/// Connect to the daemon; `None` when none listens there (or we may not connect).
+pub fn connect(socket: &Path) -> Option<UnixStream> {
+    UnixStream::connect(socket).ok()
+}
+
+/// Send one request on a connected stream and read the reply.
+pub fn call_on(mut s: UnixStream, op: &Op) -> Result<Reply> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_string(&Envelope {
         v: VERSION,
@@ -152,10 +155,7 @@ pub fn call(socket: &Path, op: &Op) -> Result<Reply> {
     r.read_line(&mut buf)
         .context("reading the daemon's reply")?;
     if buf.is_empty() {
-        bail!(
-            "the daemon at {} closed the connection without a reply",
-            socket.display()
-        );
+        bail!("the daemon closed the connection without a reply");
     }
     serde_json::from_str(&buf).with_context(|| format!("malformed reply from the daemon: {buf:?}"))
 }

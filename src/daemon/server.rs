@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::daemon::auth::{self, Peer};
 use crate::daemon::protocol::{self, MAX_LINE, Mode, Op, Reply};
-use crate::host::adj::{self, Target, pidfd_alive};
+use crate::host::adj::{self, Target};
 use crate::job::layers::{self, Shield, State};
 use crate::model::policy::Policy;
 
@@ -120,6 +120,7 @@ impl Daemon {
                 Ok(op) => self.handle(&peer, op),
                 Err(e) => Reply::err(e),
             },
+            Err(e) if e.is_empty() => return,
             Err(e) => Reply::err(e),
         };
         if let Some(e) = &reply.error {
@@ -178,7 +179,7 @@ impl Daemon {
         let asker = auth::asker(peer.uid, peer.gid);
         let active = {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            jobs.retain(|j| pidfd_alive(&j.pidfd));
+            jobs.retain(|j| adj::running(&j.pidfd));
             jobs.iter()
                 .filter(|j| j.uid == peer.uid && j.pid != pid)
                 .count() as u32
@@ -253,6 +254,8 @@ fn read_line(conn: &mut UnixStream) -> Result<Vec<u8>, String> {
         }
         let _ = conn.set_read_timeout(Some(left));
         match conn.read(&mut chunk) {
+            // A bare connect-and-close (a client checking that we listen): no reply.
+            Ok(0) if buf.is_empty() => return Err(String::new()),
             Ok(0) => return Err("incomplete request: connection closed before a newline".into()),
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);

@@ -54,17 +54,30 @@ impl Target {
     /// `start_time`, fail unless the process found started at that tick.
     pub fn open(proc: &Path, pid: i32, start_time: Option<u64>) -> Result<Target, AdjError> {
         let p = Pid::from_raw(pid).ok_or(AdjError::NoSuchProcess(pid))?;
-        let pidfd = rustix::process::pidfd_open(p, PidfdFlags::empty())
-            .map_err(|_| AdjError::NoSuchProcess(pid))?;
+        let gone_or = |what: &'static str| {
+            move |e: rustix::io::Errno| {
+                if e == rustix::io::Errno::SRCH || e == rustix::io::Errno::NOENT {
+                    AdjError::NoSuchProcess(pid)
+                } else {
+                    AdjError::Io {
+                        pid,
+                        what,
+                        err: e.into(),
+                    }
+                }
+            }
+        };
+        let pidfd =
+            rustix::process::pidfd_open(p, PidfdFlags::empty()).map_err(gone_or("pidfd_open"))?;
         let dir = rustix::fs::open(
             proc.join(pid.to_string()),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|_| AdjError::NoSuchProcess(pid))?;
-        // The pidfd was opened first: if its process is still alive now, the directory
+        .map_err(gone_or("opening /proc entry"))?;
+        // The pidfd was opened first: if its process is still running now, the directory
         // opened after belongs to it (a recycled PID would need the first one to be dead).
-        if !pidfd_alive(&pidfd) {
+        if !running(&pidfd) {
             return Err(AdjError::NoSuchProcess(pid));
         }
         let t = Target { pid, pidfd, dir };
@@ -88,15 +101,7 @@ impl Target {
 
     /// Whether the process is still running (not exited, not a zombie).
     pub fn alive(&self) -> bool {
-        let mut fds = [rustix::event::PollFd::new(
-            &self.pidfd,
-            rustix::event::PollFlags::IN,
-        )];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+        running(&self.pidfd)
     }
 
     fn read(&self, name: &'static str) -> Result<String, AdjError> {
@@ -182,19 +187,15 @@ impl Target {
     }
 }
 
-/// Whether the process behind a pidfd is alive (signal 0 succeeds).
-pub fn pidfd_alive(fd: &impl AsFd) -> bool {
-    // rustix has no "signal 0"; use the raw syscall.
-    // SAFETY: pidfd_send_signal with sig 0 and null info only checks existence.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()),
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        ) == 0
-    }
+/// Whether the process behind a pidfd is still running: a pidfd polls readable once
+/// its process has exited (zombies included).
+pub fn running(fd: &impl AsFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
 }
 
 /// Parse `stat` and `status` text into [`ProcInfo`].

@@ -91,8 +91,26 @@ pub fn state_dir() -> Result<PathBuf> {
     }
     let home = std::env::var_os("HOME")
         .filter(|d| !d.is_empty())
-        .context("neither OOMGUARD_STATE_DIR, XDG_STATE_HOME nor HOME is set: set one")?;
-    Ok(PathBuf::from(home).join(".local/state/oomguard"))
+        .map(PathBuf::from)
+        .or_else(|| home_of(rustix::process::geteuid().as_raw()))
+        .context("neither OOMGUARD_STATE_DIR, XDG_STATE_HOME nor HOME is set, and no home in the user database: set one")?;
+    Ok(home.join(".local/state/oomguard"))
+}
+
+/// Home directory of `uid` from the user database.
+pub fn home_of(uid: u32) -> Option<PathBuf> {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16384];
+    let mut res: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: buffers valid; result checked.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+    if rc != 0 || res.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points into buf.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+    Some(PathBuf::from(dir.to_string_lossy().into_owned()))
 }
 
 /// Jobs directory under a state dir.

@@ -266,7 +266,7 @@ fn apply(t: &Target, start_ticks: u64, adj: i32, job_id: &str, uid: u32) -> Resu
     let root = rustix::process::geteuid().is_root();
     if !root {
         let sock = protocol::socket_path();
-        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        if let Some(conn) = protocol::connect(&sock) {
             let op = Op::Shield {
                 pid: t.pid,
                 start_ticks,
@@ -275,7 +275,7 @@ fn apply(t: &Target, start_ticks: u64, adj: i32, job_id: &str, uid: u32) -> Resu
                 mode: Mode::Run,
                 tree: false,
             };
-            let reply = protocol::call(&sock, &op)?;
+            let reply = protocol::call_on(conn, &op)?;
             if !reply.ok {
                 bail!(
                     "the oomguard daemon refused: {}",
