@@ -133,18 +133,49 @@ impl Systemd {
         Ok(None)
     }
 
+    /// The memory limits a job gives up by leaving `unit` for `slice`: the tightest
+    /// `MemoryHigh`, `MemoryMax` and `MemorySwapMax` over `unit` and every ancestor slice
+    /// of it that is not also an ancestor of `slice` (`user-1000.slice` keeps `user.slice`
+    /// and `-.slice` above it).
+    pub fn limits_left(&self, unit: &str, slice: &str) -> Result<Vec<(&'static str, u64)>> {
+        let kept = slice_ancestors(slice);
+        let mut best: [(&'static str, u64); 3] = [
+            ("MemoryHigh", u64::MAX),
+            ("MemoryMax", u64::MAX),
+            ("MemorySwapMax", u64::MAX),
+        ];
+        let mut name = unit.to_owned();
+        for _ in 0..64 {
+            if kept.contains(&name) {
+                break;
+            }
+            let path = self.unit_path(&name)?;
+            let iface = iface_of(&name);
+            for (key, v) in best.iter_mut() {
+                if let Ok(x) = self.prop::<u64>(path.as_str(), iface, key) {
+                    *v = (*v).min(x);
+                }
+            }
+            let parent: String = self.prop(path.as_str(), iface, "Slice").unwrap_or_default();
+            if parent.is_empty() || parent == name {
+                break;
+            }
+            name = parent;
+        }
+        Ok(best.into_iter().filter(|(_, v)| *v != u64::MAX).collect())
+    }
+
     /// Move `pids` (a job and its descendants) into a new root-owned scope `oomguard-<id>.scope` in `user-<uid>.slice`
-    /// with `ManagedOOMPreference=omit` and the memory limits of `left_unit`. Returns the
-    /// scope's name once the PID is in it.
+    /// with `ManagedOOMPreference=omit` and the memory limits it leaves (see
+    /// [`Systemd::limits_left`]). Returns the scope's name and the limits it carries, once
+    /// the PID is in it.
     pub fn move_to_scope(
         &self,
         pids: &[u32],
         job_id: &str,
         uid: u32,
         left_unit: &str,
-    ) -> Result<String> {
-        let left = self.unit_path(left_unit)?;
-        let iface = iface_of(left_unit);
+    ) -> Result<(String, Vec<(&'static str, u64)>)> {
         let scope = format!("oomguard-{job_id}.scope");
         let slice = format!("user-{uid}.slice");
         let desc = format!("oomguard job {job_id} (left {left_unit})");
@@ -154,12 +185,9 @@ impl Systemd {
             ("Slice", Value::from(slice.as_str())),
             ("ManagedOOMPreference", Value::from("omit")),
         ];
-        for key in ["MemoryHigh", "MemoryMax", "MemorySwapMax"] {
-            if let Ok(v) = self.prop::<u64>(left.as_str(), iface, key)
-                && v != u64::MAX
-            {
-                props.push((key, Value::from(v)));
-            }
+        let limits = self.limits_left(left_unit, &slice)?;
+        for (key, v) in &limits {
+            props.push((key, Value::from(*v)));
         }
         let aux: Vec<(&str, Vec<(&str, Value)>)> = Vec::new();
         let m = self.proxy("/org/freedesktop/systemd1", MANAGER)?;
@@ -169,7 +197,7 @@ impl Systemd {
         let pid = pids.first().copied().unwrap_or(0);
         for _ in 0..100 {
             if self.unit_of(pid).is_ok_and(|u| u == scope) {
-                return Ok(scope);
+                return Ok((scope, limits));
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -177,9 +205,36 @@ impl Systemd {
     }
 }
 
+/// A slice and its ancestors by name: `a-b-c.slice` -> `a-b-c.slice`, `a-b.slice`,
+/// `a.slice`, `-.slice`.
+pub fn slice_ancestors(slice: &str) -> Vec<String> {
+    let mut out = vec![slice.to_owned()];
+    let mut stem = slice.strip_suffix(".slice").unwrap_or(slice).to_owned();
+    while let Some(i) = stem.rfind('-') {
+        stem.truncate(i);
+        if stem.is_empty() {
+            break;
+        }
+        out.push(format!("{stem}.slice"));
+    }
+    if slice != "-.slice" {
+        out.push("-.slice".into());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ancestors_of_a_slice() {
+        assert_eq!(
+            slice_ancestors("user-1000.slice"),
+            ["user-1000.slice", "user.slice", "-.slice"]
+        );
+        assert_eq!(slice_ancestors("-.slice"), ["-.slice"]);
+    }
 
     #[test]
     fn interfaces_by_suffix() {

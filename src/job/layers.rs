@@ -141,14 +141,25 @@ fn oomd_layer(t: &Target, opts: &Shield) -> Layer {
     let mut pids = vec![pid];
     pids.extend(opts.extra.iter().map(|e| e.pid as u32));
     match sd.move_to_scope(&pids, opts.job_id, opts.uid, &watch.unit) {
-        Ok(scope) => Layer::new(
-            L,
-            State::Applied,
-            format!(
-                "moved from {} ({rules} on {}) to {scope} with ManagedOOMPreference=omit, its memory limits kept",
-                watch.unit, watch.watched_by
-            ),
-        ),
+        Ok((scope, limits)) => {
+            let kept = if limits.is_empty() {
+                "no memory limit to carry".to_owned()
+            } else {
+                let l: Vec<String> = limits
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}M", v >> 20))
+                    .collect();
+                format!("carrying {}", l.join(" "))
+            };
+            Layer::new(
+                L,
+                State::Applied,
+                format!(
+                    "moved from {} ({rules} on {}) to {scope} with ManagedOOMPreference=omit, {kept}",
+                    watch.unit, watch.watched_by
+                ),
+            )
+        }
         Err(e) => Layer::new(L, State::Failed, format!("{e:#}")),
     }
 }
