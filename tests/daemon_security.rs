@@ -261,6 +261,10 @@ fn users_ownership_descent_recycling_policy() {
         eprintln!("SKIP: needs root to useradd test users and run the daemon");
         return;
     }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIP: the test client runs as the test users with /usr/bin/python3, absent here");
+        return;
+    }
     let a = User::create("a");
     let b = User::create("b");
     let d = Daemon::start("# test policy\nmax_jobs_per_user = 1\nlowest_adj = -500\n");
@@ -500,5 +504,4 @@ fn malformed_oversized_slow_and_garbage() {
     let r = d.raw(format!("{}\n", shield_req(pid, ticks(pid), 0, "protect")).as_bytes());
     assert_eq!(r["ok"], true, "{r}");
     let _ = me.0.kill();
-    let _ = Path::new("/");
 }
