@@ -262,7 +262,9 @@ fn users_ownership_descent_recycling_policy() {
         return;
     }
     if !Path::new("/usr/bin/python3").exists() {
-        eprintln!("SKIP: the test client runs as the test users with /usr/bin/python3, absent here");
+        eprintln!(
+            "SKIP: the test client runs as the test users with /usr/bin/python3, absent here"
+        );
         return;
     }
     let a = User::create("a");
