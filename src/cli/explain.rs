@@ -11,3 +11,4 @@ pub struct Args {
 pub fn run(_args: Args) -> anyhow::Result<u8> {
     anyhow::bail!("`oomguard explain` is not implemented yet")
 }
+
