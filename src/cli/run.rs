@@ -1,13 +1,242 @@
-//! `oomguard run`. (Not implemented yet.)
+//! `oomguard run`: start a job shielded from every OOM killer, its output in a log file.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::job::layers::{Layer, State};
+use crate::job::registry;
+use crate::job::spawn::{self, Spec, User};
 
 /// Arguments of `oomguard run`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Arguments (not implemented yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Name of the job (for `ps`, `logs`, `stop`); default: the command's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Log file for the job's stdout and stderr (appended); default:
+    /// $XDG_STATE_HOME/oomguard/jobs/ID/output.log
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Return at once with the job id; the job survives the terminal closing
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// oom_score_adj for the job, -1000 (never chosen by the kernel) .. 0
+    #[arg(long, default_value_t = -1000, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=0))]
+    pub adj: i32,
+    /// Run even when a shield layer cannot be applied (and say which)
+    #[arg(long)]
+    pub allow_unprotected: bool,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("`oomguard run` is not implemented yet")
+/// As root under sudo, the job runs as the invoking user (`SUDO_UID`/`SUDO_GID`).
+fn sudo_user() -> Option<User> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let uid: u32 = std::env::var("SUDO_UID")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|u| *u != 0)?;
+    let gid: u32 = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    let a = crate::daemon::auth::asker(uid, gid);
+    let groups = a
+        .groups
+        .iter()
+        .filter_map(|g| crate::daemon::auth::gid_of(g))
+        .collect();
+    Some(User {
+        uid,
+        gid,
+        name: a.user,
+        groups,
+    })
+}
+
+/// The state dir; under sudo, the invoking user's (unless set explicitly).
+fn state_for(user: Option<&User>) -> Result<PathBuf> {
+    let explicit = ["OOMGUARD_STATE_DIR", "XDG_STATE_HOME"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if let (Some(u), false) = (user, explicit)
+        && let Some(home) = registry::home_of(u.uid)
+    {
+        return Ok(home.join(".local/state/oomguard"));
+    }
+    registry::state_dir()
+}
+
+/// Create `dir` and its missing parents; under sudo, give the ones created to the user
+/// (so `~/.local/state` does not end up owned by root).
+fn create_dirs(dir: &std::path::Path, user: Option<&User>) -> Result<()> {
+    let missing: Vec<&std::path::Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating state dir {}", dir.display()))?;
+    if let Some(u) = user {
+        for p in missing {
+            std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid))
+                .with_context(|| format!("giving {} to {}", p.display(), u.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// On stderr: a warning per layer not applied, then one line naming the job and its log
+/// and one with its shield (`kernel applied, systemd-oomd n/a, ...`).
+fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer]) {
+    for l in layers.iter().filter(|l| l.state == State::Failed) {
+        eprintln!(
+            "oomguard: warning: job {id}: {} layer not applied: {}",
+            l.layer, l.detail
+        );
+    }
+    let shield: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let st = match l.state {
+                State::Applied => "applied",
+                State::NotApplicable => "n/a",
+                State::Failed => "FAILED",
+            };
+            format!("{} {st}", l.layer)
+        })
+        .collect();
+    eprintln!(
+        "oomguard: job {id} (pid {pid}) started, log {}",
+        log.display()
+    );
+    eprintln!("oomguard: shield: {}", shield.join(", "));
+}
+
+/// What the detached supervisor tells the front process.
+#[derive(Serialize, Deserialize)]
+struct Report {
+    ok: bool,
+    id: String,
+    pid: i32,
+    log: PathBuf,
+    layers: Vec<Layer>,
+    error: String,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let user = sudo_user();
+    let state = state_for(user.as_ref())?;
+    create_dirs(&state, user.as_ref())?;
+    let spec = Spec {
+        command: args.command,
+        name: args.name,
+        log: args.log,
+        adj: args.adj,
+        allow_unprotected: args.allow_unprotected,
+        detach: args.detach,
+        as_user: user,
+    };
+    if args.detach {
+        return detach(&state, &spec);
+    }
+    let started = spawn::start(&state, &spec)?;
+    announce(
+        &started.job.id,
+        started.job.pid,
+        &started.job.log,
+        &started.job.layers,
+    );
+    let mut out = std::io::stdout().lock();
+    spawn::follow(&started, &mut out)
+}
+
+/// `--detach`: a supervisor process in its own session starts the job, reports back,
+/// then waits for it to record how it ended.
+fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: single-threaded here; the child goes on as a normal Rust process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork");
+    }
+    if pid == 0 {
+        drop(r);
+        // SAFETY: plain syscalls in the supervisor.
+        unsafe {
+            libc::setsid();
+            let n = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(n, fd);
+            }
+            if n > 2 {
+                libc::close(n);
+            }
+            // Hold none of the caller's descriptors (a pipe of a `$(...)` or a CI runner
+            // would otherwise stay open as long as the job runs), but the report pipe.
+            let keep = w.as_raw_fd() as libc::c_uint;
+            if keep > 3 {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    keep - 1,
+                    0 as libc::c_uint,
+                );
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                keep + 1,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
+        }
+        let mut w = std::fs::File::from(w);
+        let report = match spawn::start(state, spec) {
+            Ok(s) => Report {
+                ok: true,
+                id: s.job.id.clone(),
+                pid: s.job.pid,
+                log: s.job.log.clone(),
+                layers: s.job.layers.clone(),
+                error: String::new(),
+            },
+            Err(e) => Report {
+                ok: false,
+                id: String::new(),
+                pid: 0,
+                log: PathBuf::new(),
+                layers: vec![],
+                error: format!("{e:#}"),
+            },
+        };
+        let _ = serde_json::to_writer(&mut w, &report);
+        drop(w);
+        if report.ok
+            && let Ok(end) = spawn::wait(report.pid)
+        {
+            spawn::record_end(state, &report.id, &end);
+        }
+        // SAFETY: leave without running the front's destructors twice.
+        unsafe { libc::_exit(0) };
+    }
+    drop(w);
+    let mut s = String::new();
+    std::fs::File::from(r).read_to_string(&mut s)?;
+    let report: Report =
+        serde_json::from_str(&s).context("the job supervisor died before reporting")?;
+    if !report.ok {
+        bail!("{}", report.error);
+    }
+    announce(&report.id, report.pid, &report.log, &report.layers);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.id)?;
+    Ok(0)
 }

@@ -1,1 +1,5 @@
 //! The root daemon: socket server, protocol, authentication, policy.
+
+pub mod auth;
+pub mod protocol;
+pub mod server;

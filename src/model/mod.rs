@@ -5,6 +5,7 @@ pub mod badness;
 pub mod event;
 pub mod killer;
 pub mod parse;
+pub mod policy;
 pub mod process;
 pub mod risk;
 pub mod standing;

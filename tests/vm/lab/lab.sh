@@ -1,0 +1,135 @@
+#!/bin/bash
+# Runs inside the VM as root (lab.service). Prints "LAB ..." lines on the serial console:
+#   LAB RESULT <scenario> PASS|FAIL <what>        LAB LOG <scenario> <evidence line>
+# A protected job that dies or a control that survives is a FAIL.
+exec > /dev/ttyS0 2>&1
+set -u
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+SCENARIOS=${*:-oomd protect memcg earlyoom top}
+U=/run/user/1000
+as_user() { runuser -u user -- env XDG_RUNTIME_DIR=$U DBUS_SESSION_BUS_ADDRESS=unix:path=$U/bus HOME=/home/user "$@"; }
+result() { echo "LAB RESULT $1 $2 ${*:3}"; }
+log() { local s=$1; shift; while IFS= read -r l; do echo "LAB LOG $s $l"; done <<< "$*"; }
+# Wait until the process $1 ends or $2 seconds pass; 0 if it ended.
+wait_end() { local i; for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+# The pid of the newest process whose command line matches $1.
+newest() { local i p; for i in $(seq 100); do p=$(pgrep -n -f "$1") && { echo "$p"; return; }; sleep 0.1; done; }
+oomd_kills() { journalctl -b -u systemd-oomd --no-pager -o cat | grep -E "Killed|killed" | tail -n "${1:-3}"; }
+crunch_on() { systemctl set-property --runtime user@1000.service MemoryHigh=150M; }
+crunch_off() {
+  systemctl set-property --runtime user@1000.service MemoryHigh=infinity
+  for f in /sys/fs/cgroup/user.slice/user-1000.slice/*/memory.high; do echo max > "$f" 2>/dev/null; done
+}
+
+echo "LAB BOOTED $(uname -r) systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
+for i in $(seq 100); do [ -S $U/bus ] && systemctl is-active -q oomguard.service && break; sleep 0.2; done
+echo "LAB INFO user-manager $(systemctl is-active user@1000.service) oomguard $(systemctl is-active oomguard.service) oomd $(systemctl is-active systemd-oomd)"
+
+# A terminal-like job of the user: a scope under user@1000.service. Prints the job's pid.
+user_job() { # name cmd...
+  local name=$1; shift
+  as_user systemd-run --user --scope --quiet --unit="app-lab-$name-$$.scope" -- "$@" > "/tmp/$name.out" 2>&1 &
+}
+
+scenario_oomd() {
+  local s=oomd
+  crunch_on
+  # 1. Control: the user's terminal job under pressure: systemd-oomd kills it.
+  user_job ctl python3 /lab/hold.py 250 40
+  local ctl; ctl=$(newest "hold.py 250 40")
+  if wait_end "$ctl" 45 && ! grep -q DONE /tmp/ctl.out; then result $s PASS "control killed"; else result $s FAIL "control survived: the scenario tests nothing"; fi
+  log $s "$(oomd_kills 2)"
+  # 2. The folk fix: root writes -1000 into its oom_score_adj. systemd-oomd kills it all the same.
+  user_job folk python3 /lab/hold.py 250 40
+  local folk; folk=$(newest "hold.py 250 40")
+  echo -1000 > "/proc/$folk/oom_score_adj"
+  if wait_end "$folk" 45 && ! grep -q DONE /tmp/folk.out; then result $s PASS "folk fix (adj -1000) killed, as measured"; else result $s FAIL "folk fix survived"; fi
+  log $s "$(oomd_kills 1)"
+  # 3. The same job under `oomguard run`, started by the user in a terminal scope.
+  user_job prot oomguard run --name prot --log /tmp/prot.log -- python3 /lab/hold.py 250 30
+  local job; job=$(newest "hold.py 250 30")
+  sleep 25
+  if kill -0 "$job" 2>/dev/null; then result $s PASS "protected job alive after 25 s of pressure"; else result $s FAIL "protected job died"; log $s "$(oomd_kills 2)"; log $s "$(cat /tmp/prot.out)"; fi
+  log $s "$(as_user oomguard ps --json 2>&1 | tr -d '\n' | head -c 600)"
+  log $s "$(cat /proc/$job/cgroup 2>/dev/null)"
+  crunch_off
+  if wait_end "$job" 60 && grep -q DONE /tmp/prot.log; then result $s PASS "protected job completed, log complete"; else result $s FAIL "protected job did not complete"; tail -3 /tmp/prot.log; fi
+}
+
+scenario_protect() {
+  local s=protect
+  crunch_on
+  user_job late python3 /lab/hold.py 250 30
+  local job; job=$(newest "hold.py 250 30")
+  sleep 0.5
+  if out=$(as_user oomguard protect "$job" 2>&1); then log $s "$out"; else result $s FAIL "protect refused: $out"; fi
+  sleep 25
+  if kill -0 "$job" 2>/dev/null; then result $s PASS "job protected while running survived 25 s of pressure"; else result $s FAIL "protected job died"; log $s "$(oomd_kills 2)"; fi
+  crunch_off
+  if wait_end "$job" 60 && grep -q DONE /tmp/late.out; then result $s PASS "job completed"; else result $s FAIL "job did not complete"; fi
+}
+
+# A job (250 MiB) and a hog growing at ~200 MB/s under one MemoryMax=400M (cgroup v2).
+memcg_case() { # label wrapper...
+  systemd-run --scope --quiet --unit="lab-memcg-$1-$$" -p MemoryMax=400M -p MemorySwapMax=0 -p OOMPolicy=continue -- \
+    sh -c "${*:2} python3 /lab/hold.py 250 15 > /tmp/mc-$1.out 2>&1 & j=\$!; sleep 4; HOG_ADJ=1 python3 /lab/hog.py 1000 & h=\$!; wait \$j; echo job-exit=\$? >> /tmp/mc-$1.out; kill -9 \$h 2>/dev/null; wait"
+}
+scenario_memcg() {
+  local s=memcg
+  memcg_case ctl ""
+  if grep -q "job-exit=137" /tmp/mc-ctl.out; then result $s PASS "control: the kernel killed the job (the biggest)"; else result $s FAIL "control job not killed"; log $s "$(cat /tmp/mc-ctl.out)"; fi
+  log $s "$(dmesg | grep -E 'Killed process|oom-kill:' | tail -2)"
+  memcg_case prot "oomguard run --log /tmp/mc-prot.log --"
+  if grep -q "job-exit=0" /tmp/mc-prot.out && grep -q DONE /tmp/mc-prot.log; then result $s PASS "protected job completed, the hog was killed"; else result $s FAIL "protected job: $(tail -1 /tmp/mc-prot.out)"; log $s "$(cat /tmp/mc-prot.out)"; fi
+  log $s "$(dmesg | grep -E 'Killed process' | tail -1)"
+}
+
+scenario_top() {
+  local s=top t pass=0 n=3
+  for t in $(seq $n); do
+    local a=$((100 + RANDOM % 160)) b=$((100 + RANDOM % 160)) aa=$((RANDOM % 300)) ba=$((RANDOM % 300))
+    local lim=$((a + b + 80)) unit="lab-top-$t-$$"
+    systemd-run --scope --quiet --unit=$unit -p MemoryMax=${lim}M -p MemorySwapMax=0 -p OOMPolicy=continue -- sh -c "
+      (echo $aa > /proc/self/oom_score_adj; exec python3 /lab/hold.py $a 60) > /dev/null & A=\$!
+      (echo $ba > /proc/self/oom_score_adj; exec python3 /lab/hold.py $b 60) > /dev/null & B=\$!
+      sleep 3
+      P=\$(oomguard top --once --json --cgroup /sys/fs/cgroup/system.slice/$unit.scope | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"pid\"])')
+      (echo 1 > /proc/self/oom_score_adj; exec python3 /lab/hog.py 130) > /dev/null & H=\$!
+      for i in \$(seq 300); do kill -0 \$A 2>/dev/null || { V=\$A; break; }; kill -0 \$B 2>/dev/null || { V=\$B; break; }; sleep 0.1; done
+      echo predicted=\$P killed=\${V:-none} > /tmp/top-$t.out
+      kill -9 \$A \$B \$H 2>/dev/null; wait"
+    log $s "trial $t: a=${a}MiB adj $aa b=${b}MiB adj $ba limit ${lim}M: $(cat /tmp/top-$t.out)"
+    grep -qE "predicted=([0-9]+) killed=\1$" /tmp/top-$t.out && pass=$((pass + 1))
+  done
+  if [ $pass = $n ]; then result $s PASS "$n/$n cgroup-v2 trials: the kernel killed the process top ranked first"; else result $s FAIL "$pass/$n trials predicted"; fi
+}
+
+scenario_earlyoom() {
+  local s=earlyoom avail
+  avail=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
+  earlyoom -M $((avail - 350 * 1024)) -S 100 -r 0 > /tmp/earlyoom.log 2>&1 &
+  local eo=$!
+  sleep 1
+  python3 /lab/hold.py 500 25 > /tmp/eo-ctl.out 2>&1 & local j=$!
+  sleep 4; python3 /lab/hog.py 450 & local h=$!
+  wait $j; local rc=$?
+  kill -9 $h 2>/dev/null; wait $h 2>/dev/null
+  if [ $rc != 0 ] && ! grep -q DONE /tmp/eo-ctl.out; then result $s PASS "control: earlyoom killed the job (exit $rc)"; else result $s FAIL "control survived earlyoom"; fi
+  log $s "$(grep -E 'sending|killing' /tmp/earlyoom.log | tail -2)"
+  oomguard run --log /tmp/eo-prot.log -- python3 /lab/hold.py 500 25 > /dev/null 2>&1 & local p=$!
+  sleep 4; python3 /lab/hog.py 450 & h=$!
+  wait $p; rc=$?
+  wait $h 2>/dev/null; local hrc=$?
+  if [ $rc = 0 ] && grep -q DONE /tmp/eo-prot.log && [ $hrc != 0 ]; then result $s PASS "protected job completed, earlyoom killed the hog"; else result $s FAIL "protected rc=$rc hog rc=$hrc"; fi
+  log $s "$(grep -E 'sending|killing' /tmp/earlyoom.log | tail -1)"
+  kill $eo
+}
+
+for sc in $SCENARIOS; do
+  echo "LAB START $sc"
+  start=$(date +%s)
+  "scenario_$sc"
+  echo "LAB TIME $sc $(( $(date +%s) - start ))"
+done
+echo "LAB END"
+systemctl poweroff --no-block
