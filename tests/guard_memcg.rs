@@ -23,8 +23,10 @@ while True:
     time.sleep(0.05)
 "#;
 
-/// One run: returns the checkpoint's lead over the kill, in seconds.
-pub fn checkpoint_lead(tag: &str) -> Option<f64> {
+/// One run: returns the checkpoint's lead over the kill, in seconds. `via_cli`: the trainer
+/// runs under `oomguard run --checkpoint-signal USR1 --allow-unprotected` (the guard is
+/// oomguard's own); otherwise a library `Guard` in this process watches it.
+pub fn checkpoint_lead(tag: &str, via_cli: bool) -> Option<f64> {
     let cg = match MemcgV1::create(tag, 800 << 20) {
         Ok(cg) => cg,
         Err(why) => {
@@ -37,16 +39,38 @@ pub fn checkpoint_lead(tag: &str) -> Option<f64> {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt.json");
     let train = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/train.py");
-    let mut trainer = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec python3 {train} --steps 100000 --step-seconds 0.1 --hold-mib 450 --checkpoint {}",
-            cg.dir.display(),
-            ckpt.display()
-        ))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec python3 {train} --steps 100000 --step-seconds 0.1 --hold-mib 450 --checkpoint {}",
+        cg.dir.display(),
+        ckpt.display()
+    );
+    let mut trainer = if via_cli {
+        Command::new(env!("CARGO_BIN_EXE_oomguard"))
+            .args([
+                "run",
+                "--checkpoint-signal",
+                "USR1",
+                "--allow-unprotected",
+                "--no-notify",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .env("OOMGUARD_STATE_DIR", dir.path().join("state"))
+            .env("OOMGUARD_SOCKET", dir.path().join("no-daemon.sock"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    } else {
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     // Wait until it holds its memory (first progress line).
     {
         use std::io::BufRead;
@@ -65,13 +89,13 @@ pub fn checkpoint_lead(tag: &str) -> Option<f64> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let pid = trainer.id() as i32;
-    let guard = {
+    let guard = (!via_cli).then(|| {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut g = Guard::new("test", pid, cfg, ProcFs::default(), CgroupFs::default());
             g.run(|| stop.load(Ordering::Relaxed));
         })
-    };
+    });
     std::thread::sleep(Duration::from_millis(1500)); // calm: the guard idles at 1 s
     let mut hog = Command::new("python3")
         .args(["-c", HOG_200MBPS])
@@ -85,7 +109,9 @@ pub fn checkpoint_lead(tag: &str) -> Option<f64> {
             ckpt_at = Some(Instant::now());
         }
         if let Some(st) = trainer.try_wait().unwrap() {
-            assert_eq!(st.signal(), Some(9), "trainer ended otherwise: {st:?}");
+            // Directly: killed by SIGKILL. Under `oomguard run`: exit status 128 + 9.
+            let by_kill = st.signal() == Some(9) || (via_cli && st.code() == Some(137));
+            assert!(by_kill, "trainer ended otherwise: {st:?}");
             killed_at = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -95,7 +121,9 @@ pub fn checkpoint_lead(tag: &str) -> Option<f64> {
     let _ = hog.wait();
     let _ = trainer.kill();
     let _ = trainer.wait();
-    guard.join().unwrap();
+    if let Some(g) = guard {
+        g.join().unwrap();
+    }
     let killed_at = killed_at.expect("the kernel did not kill the trainer within 30 s");
     let ckpt_at = ckpt_at.expect("no checkpoint before the kill");
     Some(killed_at.duration_since(ckpt_at).as_secs_f64())
@@ -109,10 +137,27 @@ fn checkpoint_lands_at_least_a_second_before_the_memcg_kill() {
         .unwrap_or(2);
     let mut leads = Vec::new();
     for i in 0..runs {
-        let Some(lead) = checkpoint_lead(&format!("guard{i}")) else {
+        let Some(lead) = checkpoint_lead(&format!("guard{i}"), false) else {
             return;
         };
         eprintln!("run {i}: checkpoint {lead:.2} s before the kill");
+        leads.push(lead);
+    }
+    assert!(leads.iter().all(|&l| l >= 1.0), "leads {leads:?}");
+}
+
+#[test]
+fn oomguard_run_checkpoint_signal_lands_before_the_memcg_kill() {
+    let runs = std::env::var("OOMGUARD_GUARD_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut leads = Vec::new();
+    for i in 0..runs {
+        let Some(lead) = checkpoint_lead(&format!("cli{i}"), true) else {
+            return;
+        };
+        eprintln!("oomguard run, run {i}: checkpoint {lead:.2} s before the kill");
         leads.push(lead);
     }
     assert!(leads.iter().all(|&l| l >= 1.0), "leads {leads:?}");

@@ -31,6 +31,20 @@ pub struct Args {
     /// Run even when a shield layer cannot be applied (and say which)
     #[arg(long)]
     pub allow_unprotected: bool,
+    /// Signal sent to the job when a killer comes near (e.g. USR1), so it can checkpoint
+    #[arg(long, value_name = "SIG")]
+    pub checkpoint_signal: Option<String>,
+    /// Command run (by sh) when a killer comes near; OOMGUARD_JOB_ID, OOMGUARD_PID,
+    /// OOMGUARD_KILLER, OOMGUARD_LEVEL, OOMGUARD_ETA_S and OOMGUARD_REASON are set
+    #[arg(long, value_name = "CMD")]
+    pub on_risk: Option<String>,
+    /// Never lower the job's shield, even when the job itself is exhausting memory (see
+    /// "runaway safety valve" in the README)
+    #[arg(long)]
+    pub no_valve: bool,
+    /// No desktop notification when a killer comes near
+    #[arg(long)]
+    pub no_notify: bool,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -132,7 +146,50 @@ struct Report {
     error: String,
 }
 
+/// The guard of a job started by `run`: its actions on danger and the safety valve.
+fn guard_config(args: &Args) -> Result<crate::guard::GuardConfig> {
+    let checkpoint_signal = args
+        .checkpoint_signal
+        .as_deref()
+        .map(crate::guard::parse_signal)
+        .transpose()?;
+    Ok(crate::guard::GuardConfig {
+        actions: crate::guard::Actions {
+            checkpoint_signal,
+            on_risk: args.on_risk.clone(),
+            notify: !args.no_notify,
+            log_file: None,
+        },
+        valve: !args.no_valve,
+        ..crate::guard::GuardConfig::default()
+    })
+}
+
+/// Guard the job on a thread until it ends (or `stop` is set). Events go to stderr and to
+/// `events.log` in the job's directory.
+fn start_guard(
+    state: &std::path::Path,
+    id: &str,
+    pid: i32,
+    mut cfg: crate::guard::GuardConfig,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    cfg.actions.log_file = Some(registry::jobs_dir(state).join(id).join("events.log"));
+    let id = id.to_string();
+    std::thread::spawn(move || {
+        let mut g = crate::guard::Guard::new(
+            id,
+            pid,
+            cfg,
+            crate::host::proc::ProcFs::default(),
+            crate::host::cgroup::CgroupFs::default(),
+        );
+        g.run(|| stop.load(std::sync::atomic::Ordering::Relaxed));
+    })
+}
+
 pub fn run(args: Args) -> Result<u8> {
+    let guard = guard_config(&args)?;
     let user = sudo_user();
     let state = state_for(user.as_ref())?;
     create_dirs(&state, user.as_ref())?;
@@ -146,7 +203,7 @@ pub fn run(args: Args) -> Result<u8> {
         as_user: user,
     };
     if args.detach {
-        return detach(&state, &spec);
+        return detach(&state, &spec, guard);
     }
     let started = spawn::start(&state, &spec)?;
     announce(
@@ -155,13 +212,24 @@ pub fn run(args: Args) -> Result<u8> {
         &started.job.log,
         &started.job.layers,
     );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = start_guard(
+        &state,
+        &started.job.id,
+        started.job.pid,
+        guard,
+        stop.clone(),
+    );
     let mut out = std::io::stdout().lock();
-    spawn::follow(&started, &mut out)
+    let code = spawn::follow(&started, &mut out);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = g.join();
+    code
 }
 
 /// `--detach`: a supervisor process in its own session starts the job, reports back,
 /// then waits for it to record how it ended.
-fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
+fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig) -> Result<u8> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: single-threaded here; the child goes on as a normal Rust process.
     let pid = unsafe { libc::fork() };
@@ -219,10 +287,15 @@ fn detach(state: &std::path::Path, spec: &Spec) -> Result<u8> {
         };
         let _ = serde_json::to_writer(&mut w, &report);
         drop(w);
-        if report.ok
-            && let Ok(end) = spawn::wait(report.pid)
-        {
-            spawn::record_end(state, &report.id, &end);
+        if report.ok {
+            // The supervisor guards the job while it waits for it.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let g = start_guard(state, &report.id, report.pid, guard, stop.clone());
+            if let Ok(end) = spawn::wait(report.pid) {
+                spawn::record_end(state, &report.id, &end);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = g.join();
         }
         // SAFETY: leave without running the front's destructors twice.
         unsafe { libc::_exit(0) };

@@ -63,10 +63,23 @@ struct Series(VecDeque<(f64, f64)>);
 
 impl Series {
     const KEEP_S: f64 = 3.0;
+
+    /// Add a sample; the current rate per second, but only for sustained change: the last
+    /// three samples must move the same way. A job allocating its working set at start (a
+    /// jump, then flat) is not a runaway, and gets no time estimate from that jump.
     fn push(&mut self, t: f64, v: f64) -> Option<f64> {
         self.0.push_back((t, v));
-        while self.0.len() > 2 && self.0.front().is_some_and(|(t0, _)| t - t0 > Self::KEEP_S) {
+        while self.0.len() > 3 && self.0.front().is_some_and(|(t0, _)| t - t0 > Self::KEEP_S) {
             self.0.pop_front();
+        }
+        let n = self.0.len();
+        if n < 3 {
+            return None;
+        }
+        let (a, b, c) = (self.0[n - 3].1, self.0[n - 2].1, self.0[n - 1].1);
+        let sustained = (a < b && b < c) || (a > b && b > c);
+        if !sustained {
+            return Some(0.0);
         }
         // The most recent ~1 s gives the current rate; older samples only steady it.
         let recent: Vec<(f64, f64)> = self
@@ -333,4 +346,24 @@ fn next_interval(level: Level, nearest: Option<&Threat>) -> Duration {
         Level::Ok if approaching => 250,
         Level::Ok => 1000,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_startup_jump_is_not_a_sustained_rate() {
+        let mut s = Series::default();
+        assert_eq!(s.push(0.0, 10.0), None);
+        assert_eq!(s.push(1.0, 460.0), None, "two samples: no rate yet");
+        assert_eq!(s.push(2.0, 460.0), Some(0.0), "jump then flat: not growing");
+        let mut g = Series::default();
+        for (i, v) in [460.0, 510.0, 560.0, 610.0].iter().enumerate() {
+            let r = g.push(i as f64 * 0.25, *v);
+            if i >= 2 {
+                assert!((r.unwrap() - 200.0).abs() < 1e-6, "{r:?}");
+            }
+        }
+    }
 }

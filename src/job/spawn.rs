@@ -117,6 +117,15 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
     if !has_unbuffered {
         envp.push(cstr("PYTHONUNBUFFERED=1")?);
     }
+    // Tell the job who it is, and where it may keep its checkpoints (examples/train.py does).
+    envp.retain(|kv| {
+        !kv.as_bytes().starts_with(b"OOMGUARD_JOB_ID=")
+            && !kv.as_bytes().starts_with(b"OOMGUARD_JOB_DIR=")
+    });
+    envp.push(cstr(&format!("OOMGUARD_JOB_ID={id}"))?);
+    let mut dir_kv = b"OOMGUARD_JOB_DIR=".to_vec();
+    dir_kv.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    envp.push(CString::new(dir_kv).context("job directory contains a NUL byte")?);
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();

@@ -20,7 +20,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 mkdir "$root"
 tar -C "$root" -xf "$here/cache/rootfs.tar"
-install -m 755 "$OOMGUARD_BIN" "$root/usr/bin/oomguard"
+install -s -m 755 "$OOMGUARD_BIN" "$root/usr/bin/oomguard"
 install -m 644 "$repo/dist/oomguard.service" "$root/etc/systemd/system/oomguard.service"
 sed -i 's#^ExecStart=[^ ]*oomguard#ExecStart=/usr/bin/oomguard#' "$root/etc/systemd/system/oomguard.service"
 mkdir -p "$root/lab" "$root/etc/systemd/system/multi-user.target.wants"
