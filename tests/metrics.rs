@@ -138,3 +138,73 @@ fn a_real_prometheus_scrapes_the_jobs_series() {
         "Prometheus never returned the job's series; last answer: {last}"
     );
 }
+
+/// End to end: a job shielded through the daemon shows up in the daemon's metrics.
+#[test]
+fn daemon_exports_the_jobs_it_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("oomguard.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    let mut daemon = Command::new(bin)
+        .args(["daemon", "--metrics", &addr, "--no-prekill"])
+        .env("OOMGUARD_SOCKET", &sock)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(sock.exists() && TcpStream::connect(&addr).is_ok()) {
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A user's run goes through the daemon (root would shield locally): drop to nobody.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])
+        .args([
+            "run", "--detach", "--adj", "0", "--name", "metered", "--", "sleep", "30",
+        ])
+        .env("OOMGUARD_SOCKET", &sock)
+        .env("OOMGUARD_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut body = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        body = get(&addr, "/metrics");
+        if body.contains(&format!("oomguard_job_memory_bytes{{job_id=\"{id}\"")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new(bin)
+        .args(["stop", &id])
+        .env("OOMGUARD_STATE_DIR", &state)
+        .output();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        body.contains(&format!("oomguard_job_memory_bytes{{job_id=\"{id}\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "oomguard_job_layer_applied{{job_id=\"{id}\",layer=\"kernel\"}} 1"
+        )),
+        "{body}"
+    );
+}

@@ -18,6 +18,15 @@ pub struct Args {
     /// Policy file (default /etc/oomguard/config.toml; built-in defaults when absent)
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); off by default
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Directory of systemd-oomd's prekill hooks (systemd >= 260)
+    #[arg(long, value_name = "DIR", default_value = crate::guard::prekill::HOOK_DIR)]
+    pub prekill_dir: PathBuf,
+    /// Do not serve systemd-oomd's prekill hook
+    #[arg(long)]
+    pub no_prekill: bool,
 }
 
 fn load(args: &Args) -> Result<Policy> {
@@ -34,7 +43,16 @@ fn load(args: &Args) -> Result<Policy> {
 pub fn run(args: Args) -> Result<u8> {
     let policy = load(&args)?;
     let sock = protocol::socket_path();
-    let d = Arc::new(Daemon::new(policy.clone()));
+    let metrics = args
+        .metrics
+        .as_ref()
+        .map(|_| Arc::new(crate::guard::metrics::Metrics::new()));
+    let guards = Arc::new(crate::guard::set::GuardSet::new(
+        metrics.clone(),
+        crate::host::proc::ProcFs::default(),
+        crate::host::cgroup::CgroupFs::default(),
+    ));
+    let d = Arc::new(Daemon::new(policy.clone()).with_guards(guards.clone()));
     let l = d.bind(&sock)?;
     // Stay resident under memory pressure (pages locked as they are touched).
     // SAFETY: mlockall has no memory-safety preconditions.
@@ -53,7 +71,43 @@ pub fn run(args: Args) -> Result<u8> {
         policy.lowest_adj.value,
         policy.lowest_adj.source,
     );
+    if let (Some(addr), Some(m)) = (&args.metrics, &metrics) {
+        let bound = crate::guard::metrics::serve(addr, m.clone())?;
+        eprintln!("oomguard-daemon: metrics on http://{bound}/metrics");
+    }
+    if !args.no_prekill {
+        start_prekill_hook(&args.prekill_dir, guards.clone());
+    }
+    std::thread::spawn(move || guards.run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     d.serve(l)?;
     Ok(0)
+}
+
+/// Serve systemd-oomd's prekill hook when its directory's parent exists (systemd is running):
+/// systemd-oomd (>= 260) then calls us before killing a cgroup, and the jobs in it checkpoint.
+fn start_prekill_hook(dir: &std::path::Path, guards: Arc<crate::guard::set::GuardSet>) {
+    if !dir.parent().is_some_and(|p| p.is_dir()) {
+        return;
+    }
+    // Root and the user systemd-oomd runs as.
+    let mut uids: Vec<u32> = vec![0];
+    if let Ok(pw) = std::fs::read_to_string("/etc/passwd") {
+        uids.extend(pw.lines().filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[0] == "systemd-oom")
+                .then(|| f[2].parse::<u32>().ok())
+                .flatten()
+        }));
+    }
+    match crate::guard::prekill::PrekillHook::bind(dir, "oomguard", uids) {
+        Ok(hook) => {
+            eprintln!(
+                "oomguard-daemon: systemd-oomd prekill hook at {}",
+                hook.path.display()
+            );
+            std::thread::spawn(move || hook.serve(move |cg| guards.prekill(cg)));
+        }
+        Err(e) => eprintln!("oomguard-daemon: no prekill hook: {e:#}"),
+    }
 }

@@ -45,6 +45,7 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
             job_id: id.into(),
             mode: Mode::Protect,
             tree: args.tree,
+            checkpoint_signal: None,
         };
         let reply = protocol::call_on(conn, &op)?;
         if !reply.ok {

@@ -201,6 +201,7 @@ pub fn run(args: Args) -> Result<u8> {
         allow_unprotected: args.allow_unprotected,
         detach: args.detach,
         as_user: user,
+        checkpoint_signal: args.checkpoint_signal.clone(),
     };
     if args.detach {
         return detach(&state, &spec, guard);

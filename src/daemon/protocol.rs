@@ -59,6 +59,10 @@ pub enum Op {
         /// Also shield every descendant alive now.
         #[serde(default)]
         tree: bool,
+        /// The job's checkpoint signal (e.g. "USR1"), sent when systemd-oomd's prekill hook
+        /// announces a kill of its cgroup. Optional.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint_signal: Option<String>,
     },
 }
 

@@ -37,6 +37,8 @@ pub struct Daemon {
     proc: PathBuf,
     jobs: Mutex<Vec<Protected>>,
     busy: AtomicUsize,
+    /// Guards every job shielded here (risk, valve, metrics, prekill), when set.
+    guards: Option<Arc<crate::guard::set::GuardSet>>,
 }
 
 fn log(msg: &str) {
@@ -50,7 +52,14 @@ impl Daemon {
             proc: "/proc".into(),
             jobs: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
+            guards: None,
         }
+    }
+
+    /// Guard each job this daemon shields.
+    pub fn with_guards(mut self, guards: Arc<crate::guard::set::GuardSet>) -> Daemon {
+        self.guards = Some(guards);
+        self
     }
 
     /// Bind the socket (mode and group from the policy), creating its directory.
@@ -141,11 +150,41 @@ impl Daemon {
                 job_id,
                 mode,
                 tree,
+                checkpoint_signal,
             } => match self.shield(peer, pid, start_ticks, adj, &job_id, mode, tree) {
-                Ok(r) => r,
+                Ok(r) => {
+                    self.guard(&job_id, pid, &r, checkpoint_signal.as_deref());
+                    r
+                }
                 Err(e) => Reply::err(e),
             },
         }
+    }
+
+    /// Start guarding a job just shielded (when this daemon guards jobs).
+    fn guard(&self, job_id: &str, pid: i32, reply: &Reply, checkpoint_signal: Option<&str>) {
+        let Some(g) = &self.guards else { return };
+        if !reply.ok {
+            return;
+        }
+        let signal = checkpoint_signal.and_then(|s| crate::guard::parse_signal(s).ok());
+        let cfg = crate::guard::GuardConfig {
+            actions: crate::guard::Actions {
+                checkpoint_signal: signal,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let name = adj::read_info(&self.proc, pid)
+            .map(|i| i.comm)
+            .unwrap_or_default();
+        let layers: Vec<(&str, bool)> = reply
+            .layers
+            .iter()
+            .map(|l| (l.layer.as_str(), l.state == State::Applied))
+            .collect();
+        g.add(job_id, &name, pid, cfg, &layers);
+        log(&format!("guarding job {job_id} (pid {pid})"));
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -36,6 +36,8 @@ pub struct Spec {
     pub detach: bool,
     /// Run the job as this user (uid, gid, supplementary gids) instead of ours.
     pub as_user: Option<User>,
+    /// The job's checkpoint signal, passed to the daemon for systemd-oomd's prekill hook.
+    pub checkpoint_signal: Option<String>,
 }
 
 /// A user to become before exec.
@@ -185,7 +187,14 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         .as_user
         .as_ref()
         .map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
-    let layers = match apply(&target, info.start_time, spec.adj, &id, uid) {
+    let layers = match apply(
+        &target,
+        info.start_time,
+        spec.adj,
+        &id,
+        uid,
+        spec.checkpoint_signal.clone(),
+    ) {
         Ok(l) => l,
         Err(e) => return Err(refuse(format!("{e:#}"))),
     };
@@ -271,7 +280,14 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
 /// Apply the layers: ourselves when root, else through the daemon when one listens,
 /// else ourselves unprivileged (enough for `--adj 0`; otherwise the kernel layer fails
 /// with the remedy).
-fn apply(t: &Target, start_ticks: u64, adj: i32, job_id: &str, uid: u32) -> Result<Vec<Layer>> {
+fn apply(
+    t: &Target,
+    start_ticks: u64,
+    adj: i32,
+    job_id: &str,
+    uid: u32,
+    checkpoint_signal: Option<String>,
+) -> Result<Vec<Layer>> {
     let root = rustix::process::geteuid().is_root();
     if !root {
         let sock = protocol::socket_path();
@@ -283,6 +299,7 @@ fn apply(t: &Target, start_ticks: u64, adj: i32, job_id: &str, uid: u32) -> Resu
                 job_id: job_id.into(),
                 mode: Mode::Run,
                 tree: false,
+                checkpoint_signal,
             };
             let reply = protocol::call_on(conn, &op)?;
             if !reply.ok {
