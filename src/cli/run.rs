@@ -117,22 +117,19 @@ fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer]) {
             l.layer, l.detail
         );
     }
-    let shield: Vec<String> = layers
-        .iter()
-        .map(|l| {
-            let st = match l.state {
-                State::Applied => "applied",
-                State::NotApplicable => "n/a",
-                State::Failed => "FAILED",
-            };
-            format!("{} {st}", l.layer)
-        })
-        .collect();
     eprintln!(
         "oomguard: job {id} (pid {pid}) started, log {}",
         log.display()
     );
-    eprintln!("oomguard: shield: {}", shield.join(", "));
+    eprintln!("oomguard: shield layers:");
+    for l in layers {
+        let st = match l.state {
+            State::Applied => "applied",
+            State::NotApplicable => "not applicable",
+            State::Failed => "NOT APPLIED",
+        };
+        eprintln!("oomguard:   {:<13} {st:<15} {}", l.layer, l.detail);
+    }
 }
 
 /// What the detached supervisor tells the front process.

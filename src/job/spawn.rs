@@ -437,8 +437,33 @@ pub fn follow(started: &Started, out: &mut dyn Write) -> Result<u8> {
     let pid = started.job.pid;
     let int = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(libc::SIGINT, Arc::clone(&int))?;
-    signal_hook::flag::register(libc::SIGTERM, Arc::clone(&term))?;
+    // Forward Ctrl-C and SIGTERM to the job, but not a SIGTERM that an OOM killer (earlyoom,
+    // nohang) sent to this small front process: the job is shielded, we are not, and the
+    // killer meant to free memory, not to end the job through us.
+    let mut signals = signal_hook::iterator::SignalsInfo::<
+        signal_hook::iterator::exfiltrator::WithOrigin,
+    >::new([libc::SIGINT, libc::SIGTERM])?;
+    let signals_handle = signals.handle();
+    let forwarder = {
+        let (int, term) = (Arc::clone(&int), Arc::clone(&term));
+        std::thread::spawn(move || {
+            for info in signals.forever() {
+                if let Some(killer) = info.process.and_then(|p| oom_killer_name(p.pid)) {
+                    eprintln!(
+                        "oomguard: {killer} sent signal {} to oomguard's own front process; not forwarded to the shielded job",
+                        info.signal
+                    );
+                    continue;
+                }
+                let flag = if info.signal == libc::SIGINT {
+                    &int
+                } else {
+                    &term
+                };
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+    };
     let mut log = File::open(&started.job.log)
         .with_context(|| format!("opening {}", started.job.log.display()))?;
     log.seek(SeekFrom::Start(started.log_offset))?;
@@ -474,9 +499,20 @@ pub fn follow(started: &Started, out: &mut dyn Write) -> Result<u8> {
         }
     }
     let end = wait(pid)?;
+    signals_handle.close();
+    let _ = forwarder.join();
     pump(&mut log, &mut out_ok);
     record_end(&started.state, &started.job.id, &end);
     Ok(end.status())
+}
+
+/// The name of the OOM killer that `pid` is, if it is one.
+fn oom_killer_name(pid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let comm = comm.trim();
+    ["earlyoom", "nohang", "systemd-oomd"]
+        .contains(&comm)
+        .then(|| comm.to_string())
 }
 
 /// Poll a pidfd for the process's exit, at most `timeout`.
