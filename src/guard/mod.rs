@@ -13,10 +13,12 @@ pub mod set;
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::host::cgroup::{CgroupFs, read_memcg};
+use crate::host::cgroup::CgroupFs;
 use crate::host::proc::ProcFs;
+use crate::model::process::MemTotals;
 use crate::model::risk::{self, Episode, Level, Threat, Thresholds};
 
 pub use actions::{Actions, parse_signal};
@@ -63,6 +65,12 @@ struct Series(VecDeque<(f64, f64)>);
 
 impl Series {
     const KEEP_S: f64 = 3.0;
+
+    /// Whether the last sample was higher than the one before.
+    fn rising(&self) -> bool {
+        let n = self.0.len();
+        n >= 2 && self.0[n - 1].1 > self.0[n - 2].1
+    }
 
     /// Add a sample; the current rate per second, but only for sustained change: the last
     /// three samples must move the same way. A job allocating its working set at start (a
@@ -113,6 +121,10 @@ pub struct Guard {
     valve_warned_at: Option<f64>,
     /// The valve lowered the shield: it does not act twice.
     valve_done: bool,
+    /// The limiting memory cgroup, cached (see `limiting_memcg`).
+    memcg: Option<(String, PathBuf, u64)>,
+    memcg_checked: Option<f64>,
+    memcg_backoff: f64,
 }
 
 impl Guard {
@@ -140,40 +152,75 @@ impl Guard {
             episode: Episode::default(),
             valve_warned_at: None,
             valve_done: false,
+            memcg: None,
+            memcg_checked: None,
+            memcg_backoff: 1.0,
         }
     }
 
     /// Sample, judge, and fire the actions if this is a new episode of danger.
     pub fn step(&mut self) -> Step {
+        let totals = self.procfs.meminfo().ok();
+        self.step_with(totals)
+    }
+
+    /// The memory cgroup that limits the job (path shown to users, usage file, limit),
+    /// looked up again (see the backoff below): the job may move, limits change.
+    fn limiting_memcg(&mut self, now: f64) -> Option<(String, PathBuf, u64)> {
+        // Re-check every 30 s while a limit applies. While none does, look again after 1, 2,
+        // 4 ... up to 60 s: a job often joins its limited group just after it starts.
+        let every = if self.memcg.is_some() {
+            30.0
+        } else {
+            self.memcg_backoff
+        };
+        if self.memcg_checked.is_none_or(|t| now - t >= every) {
+            self.memcg_checked = Some(now);
+            self.memcg_backoff = (self.memcg_backoff * 2.0).min(60.0);
+            let cgroup_file = self.procfs.root().join(self.pid.to_string()).join("cgroup");
+            self.memcg = std::fs::read(cgroup_file).ok().and_then(|b| {
+                let paths = crate::host::proc::parse_cgroup(&b);
+                let dir = self.cgroupfs.memcg_dir(&paths)?;
+                let g = self.cgroupfs.limiting_group(&dir)?;
+                let name = self
+                    .cgroupfs
+                    .hierarchy_root(&g.dir)
+                    .and_then(|r| {
+                        g.dir
+                            .strip_prefix(r)
+                            .ok()
+                            .map(|p| format!("/{}", p.display()))
+                    })
+                    .unwrap_or_else(|| g.dir.display().to_string());
+                let usage = match g.version {
+                    crate::host::cgroup::CgroupVersion::V1 => g.dir.join("memory.usage_in_bytes"),
+                    crate::host::cgroup::CgroupVersion::V2 => g.dir.join("memory.current"),
+                };
+                Some((name, usage, g.limit_bytes?))
+            });
+        }
+        self.memcg.clone()
+    }
+
+    /// One step with the machine's memory totals already read (the daemon reads them once per
+    /// tick for all its jobs). When calm this reads one file: the memcg's usage.
+    pub fn step_with(&mut self, totals: Option<MemTotals>) -> Step {
         let now = self.start.elapsed().as_secs_f64();
         let th = self.cfg.thresholds;
         let mut threats = Vec::new();
-        let info = self.procfs.sample(self.pid);
-        if let Some(dir) = info
-            .as_ref()
-            .and_then(|p| self.cgroupfs.memcg_dir(&p.cgroup))
-            && let Some(g) = self.cgroupfs.limiting_group(&dir)
-            && let (Some(limit), Some(usage)) = (
-                g.limit_bytes,
-                read_memcg(&g.dir).ok().and_then(|g| g.usage_bytes),
-            )
-        {
-            let rate = self.memcg_usage.push(now, usage as f64);
-            let name = self.cgroupfs.hierarchy_root(&g.dir).and_then(|r| {
-                g.dir
-                    .strip_prefix(r)
-                    .ok()
-                    .map(|p| format!("/{}", p.display()))
-            });
-            threats.push(risk::memcg(
-                name.as_deref().unwrap_or("?"),
-                usage,
-                limit,
-                rate,
-                &th,
-            ));
+        if let Some((name, usage_file, limit)) = self.limiting_memcg(now) {
+            match std::fs::read_to_string(&usage_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            {
+                Some(usage) => {
+                    let rate = self.memcg_usage.push(now, usage as f64);
+                    threats.push(risk::memcg(&name, usage, limit, rate, &th));
+                }
+                None => self.memcg_checked = None, // moved or gone: look again next step
+            }
         }
-        if let Ok(t) = self.procfs.meminfo() {
+        if let Some(t) = totals {
             let avail = (t.mem_available_kib + t.swap_free_kib) * 1024;
             let rate = self.available.push(now, avail as f64);
             threats.push(risk::global(
@@ -191,10 +238,13 @@ impl Guard {
                 .actions
                 .fire(&self.job_id, self.pid, self.pidfd.as_ref(), t);
         }
-        if self.cfg.valve && !self.valve_done {
+        if self.cfg.valve && !self.valve_done && level == Level::Danger {
+            let info = self.procfs.sample(self.pid);
             self.valve(now, level, info.as_ref());
+        } else if level != Level::Danger {
+            self.valve_warned_at = None;
         }
-        let next_in = next_interval(level, nearest.as_ref());
+        let next_in = next_interval(level, nearest.as_ref(), self.memcg_usage.rising());
         Step {
             threats,
             nearest,
@@ -291,6 +341,11 @@ impl Guard {
         }
     }
 
+    /// The job's pidfd (readable once it has exited).
+    pub fn pidfd(&self) -> Option<&OwnedFd> {
+        self.pidfd.as_ref()
+    }
+
     /// Whether the job has exited (its pidfd became readable, or it is gone).
     pub fn job_exited(&self) -> bool {
         match &self.pidfd {
@@ -335,15 +390,16 @@ fn descendants(procs: &[crate::model::process::ProcInfo], root: i32) -> Vec<i32>
     out
 }
 
-/// Poll faster as danger grows: 1 s when calm and far, 250 ms when something is approaching,
-/// 100 ms in danger.
-fn next_interval(level: Level, nearest: Option<&Threat>) -> Duration {
-    let approaching =
-        nearest.is_some_and(|t| t.eta_s.is_some_and(|e| e < 120.0) || t.fraction >= 0.5);
+/// Poll faster as danger grows: 1 s when calm and far, 250 ms past half of a limit, 100 ms
+/// once the memcg's usage rose since the last sample (to confirm a sustained rate quickly), while
+/// it grows toward a limit, and in watch or danger.
+fn next_interval(level: Level, nearest: Option<&Threat>, rising: bool) -> Duration {
+    let growing = rising || nearest.is_some_and(|t| t.eta_s.is_some_and(|e| e < 120.0));
+    let half = nearest.is_some_and(|t| t.fraction >= 0.5);
     Duration::from_millis(match level {
-        Level::Danger => 100,
-        Level::Watch => 100,
-        Level::Ok if approaching => 250,
+        Level::Danger | Level::Watch => 100,
+        Level::Ok if growing => 100,
+        Level::Ok if half => 250,
         Level::Ok => 1000,
     })
 }

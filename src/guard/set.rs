@@ -21,6 +21,8 @@ struct Entry {
 /// The guarded jobs of a daemon.
 pub struct GuardSet {
     jobs: Mutex<Vec<Entry>>,
+    /// /proc/meminfo kept open and re-read with pread: one syscall a tick, as earlyoom does.
+    meminfo: Mutex<Option<std::fs::File>>,
     metrics: Option<Arc<Metrics>>,
     procfs: ProcFs,
     cgroupfs: CgroupFs,
@@ -30,6 +32,7 @@ impl GuardSet {
     pub fn new(metrics: Option<Arc<Metrics>>, procfs: ProcFs, cgroupfs: CgroupFs) -> Self {
         GuardSet {
             jobs: Mutex::new(Vec::new()),
+            meminfo: Mutex::new(None),
             metrics,
             procfs,
             cgroupfs,
@@ -99,13 +102,55 @@ impl GuardSet {
     pub fn tick(&self) -> Duration {
         let now = Instant::now();
         let mut jobs = self.jobs.lock().unwrap();
+        // Jobs due within the next 200 ms are stepped now too, so calm jobs share one wake-up
+        // and one read of /proc/meminfo per second.
+        let horizon = now + Duration::from_millis(200);
+        let totals = if jobs.iter().any(|e| e.due <= now) {
+            self.read_meminfo()
+        } else {
+            None
+        };
         let mut ended = Vec::new();
-        for e in jobs.iter_mut().filter(|e| e.due <= now) {
-            if e.guard.job_exited() {
+        let any_due = totals.is_some();
+        // One poll over every due job's pidfd tells which have exited.
+        let exited: Vec<bool> = {
+            let due: Vec<&Entry> = jobs
+                .iter()
+                .filter(|e| any_due && e.due <= horizon)
+                .collect();
+            let mut fds: Vec<rustix::event::PollFd> = due
+                .iter()
+                .filter_map(|e| {
+                    e.guard
+                        .pidfd()
+                        .map(|fd| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
+                })
+                .collect();
+            let zero = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if !fds.is_empty() {
+                let _ = rustix::event::poll(&mut fds, Some(&zero));
+            }
+            let mut it = fds.iter().map(|f| !f.revents().is_empty());
+            due.iter()
+                .map(|e| {
+                    if e.guard.pidfd().is_some() {
+                        it.next().unwrap_or(false)
+                    } else {
+                        e.guard.job_exited()
+                    }
+                })
+                .collect()
+        };
+        let mut exited = exited.into_iter();
+        for e in jobs.iter_mut().filter(|e| any_due && e.due <= horizon) {
+            if exited.next().unwrap_or(false) {
                 ended.push(e.guard.job_id.clone());
                 continue;
             }
-            let step = e.guard.step();
+            let step = e.guard.step_with(totals);
             e.due = now + step.next_in;
             if let Some(m) = &self.metrics {
                 let level = step.nearest.as_ref().map_or(Level::Ok, |t| t.level);
@@ -132,6 +177,17 @@ impl GuardSet {
                 d.saturating_duration_since(Instant::now())
             });
         next.clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    fn read_meminfo(&self) -> Option<crate::model::process::MemTotals> {
+        use std::os::unix::fs::FileExt;
+        let mut f = self.meminfo.lock().unwrap();
+        if f.is_none() {
+            *f = std::fs::File::open(self.procfs.root().join("meminfo")).ok();
+        }
+        let mut buf = [0u8; 8192];
+        let n = f.as_ref()?.read_at(&mut buf, 0).ok()?;
+        crate::host::proc::parse_meminfo(&buf[..n])
     }
 
     /// Guard forever (the daemon's guard thread).

@@ -11,7 +11,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use procfs::FromRead;
 use rustix::fs::{Mode, OFlags};
 
 use crate::model::process::{CgroupPaths, MemCounters, MemTotals, ProcInfo};
@@ -123,17 +122,13 @@ impl ProcFs {
     }
 
     /// `/proc/meminfo`.
+    /// The guard reads this every second per machine, so only the four fields it needs are
+    /// parsed (procfs's full parse costs several times more).
     pub fn meminfo(&self) -> anyhow::Result<MemTotals> {
         let path = self.root.join("meminfo");
-        let m = procfs::Meminfo::from_file(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let kib = |b: u64| b / 1024; // procfs reports bytes
-        Ok(MemTotals {
-            mem_total_kib: kib(m.mem_total),
-            mem_available_kib: kib(m.mem_available.unwrap_or(m.mem_free)),
-            swap_total_kib: kib(m.swap_total),
-            swap_free_kib: kib(m.swap_free),
-        })
+        let mut buf = Vec::with_capacity(2048);
+        read_into(&path, &mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        parse_meminfo(&buf).with_context(|| format!("{} is not a meminfo file", path.display()))
     }
 
     fn pid_path(&self, pid: i32, file: &str) -> PathBuf {
@@ -284,6 +279,31 @@ fn leading_num(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(&v[..end]).ok()?.parse().ok()
 }
 
+/// Parse `/proc/meminfo` (KiB): MemTotal, MemAvailable (MemFree before 3.14), SwapTotal, SwapFree.
+pub fn parse_meminfo(buf: &[u8]) -> Option<MemTotals> {
+    let (mut total, mut avail, mut free, mut st, mut sf) = (None, None, None, None, None);
+    for line in buf.split(|&b| b == b'\n') {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let slot = match &line[..colon] {
+            b"MemTotal" => &mut total,
+            b"MemAvailable" => &mut avail,
+            b"MemFree" => &mut free,
+            b"SwapTotal" => &mut st,
+            b"SwapFree" => &mut sf,
+            _ => continue,
+        };
+        *slot = Some(leading_num(&line[colon + 1..])?);
+    }
+    Some(MemTotals {
+        mem_total_kib: total?,
+        mem_available_kib: avail.or(free)?,
+        swap_total_kib: st.unwrap_or(0),
+        swap_free_kib: sf.unwrap_or(0),
+    })
+}
+
 /// Parse `/proc/PID/cgroup`: `hierarchy-ID:controller-list:path` lines.
 pub fn parse_cgroup(buf: &[u8]) -> CgroupPaths {
     let mut out = CgroupPaths::default();
@@ -340,6 +360,23 @@ mod tests {
         assert!(parse_status(b"Name:\tx\nRssAnon:\tlots kB\n").is_none());
         let truncated = &STATUS.as_bytes()[..STATUS.len() / 2];
         let _ = parse_status(truncated);
+    }
+
+    #[test]
+    fn meminfo_fields() {
+        let m = parse_meminfo(b"MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   23000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n").unwrap();
+        assert_eq!(
+            (m.mem_total_kib, m.mem_available_kib, m.swap_total_kib),
+            (24000000, 23000000, 0)
+        );
+        assert_eq!(
+            parse_meminfo(b"MemTotal: 5 kB\nMemFree: 3 kB\n")
+                .unwrap()
+                .mem_available_kib,
+            3
+        );
+        assert!(parse_meminfo(b"garbage").is_none());
+        assert!(parse_meminfo(b"MemTotal: x kB\n").is_none());
     }
 
     #[test]
