@@ -42,6 +42,9 @@ pub struct Args {
     /// "runaway safety valve" in the README)
     #[arg(long)]
     pub no_valve: bool,
+    /// Seconds between the safety valve's warning and lowering the shield
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub valve_grace: f64,
     /// No desktop notification when a killer comes near
     #[arg(long)]
     pub no_notify: bool,
@@ -158,6 +161,7 @@ fn guard_config(args: &Args) -> Result<crate::guard::GuardConfig> {
             log_file: None,
         },
         valve: !args.no_valve,
+        valve_grace_s: args.valve_grace.max(0.0),
         ..crate::guard::GuardConfig::default()
     })
 }

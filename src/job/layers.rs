@@ -127,6 +127,19 @@ fn oomd_layer(t: &Target, opts: &Shield) -> Layer {
         }
         Err(e) => return Layer::new(L, State::Failed, format!("{e:#}")),
     };
+    // systemd-oomd's swap rule acts only when swap is nearly full: on a machine without swap it
+    // never fires, and moving the job out of its unit would split that unit's memory budget
+    // (lifting a limit, which oomguard never does). Only the pressure rule justifies a move then.
+    if watch.rules.iter().all(|r| r.starts_with("ManagedOOMSwap")) && !has_swap() {
+        return Layer::new(
+            L,
+            State::NotApplicable,
+            format!(
+                "{} is watched only by ManagedOOMSwap=kill on {}, and this machine has no swap: the job stays where it is",
+                watch.unit, watch.watched_by
+            ),
+        );
+    }
     let rules = watch.rules.join(", ");
     if !opts.root {
         return Layer::new(
@@ -162,4 +175,11 @@ fn oomd_layer(t: &Target, opts: &Shield) -> Layer {
         }
         Err(e) => Layer::new(L, State::Failed, format!("{e:#}")),
     }
+}
+
+/// Whether the machine has any swap (SwapTotal > 0).
+fn has_swap() -> bool {
+    crate::host::proc::ProcFs::default()
+        .meminfo()
+        .is_ok_and(|m| m.swap_total_kib > 0)
 }

@@ -5,15 +5,15 @@
 exec > /dev/ttyS0 2>&1
 set -u
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-SCENARIOS=${*:-oomd protect memcg earlyoom top}
+SCENARIOS=${*:-oomd protect memcg earlyoom top valve}
 U=/run/user/1000
 as_user() { runuser -u user -- env XDG_RUNTIME_DIR=$U DBUS_SESSION_BUS_ADDRESS=unix:path=$U/bus HOME=/home/user "$@"; }
 result() { echo "LAB RESULT $1 $2 ${*:3}"; }
 log() { local s=$1; shift; while IFS= read -r l; do echo "LAB LOG $s $l"; done <<< "$*"; }
 # Wait until the process $1 ends or $2 seconds pass; 0 if it ended.
 wait_end() { local i; for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
-# The pid of the newest process whose command line matches $1.
-newest() { local i p; for i in $(seq 100); do p=$(pgrep -n -f "$1") && { echo "$p"; return; }; sleep 0.1; done; }
+# The pid of the newest python3 running /lab/$1 (not a wrapper whose arguments mention it).
+newest() { local i p; for i in $(seq 100); do p=$(pgrep -n -f "^(/usr/bin/)?python3 /lab/$1") && { echo "$p"; return; }; sleep 0.1; done; }
 oomd_kills() { journalctl -b -u systemd-oomd --no-pager -o cat | grep -E "Killed|killed" | tail -n "${1:-3}"; }
 crunch_on() { systemctl set-property --runtime user@1000.service MemoryHigh=150M; }
 crunch_off() {
@@ -94,7 +94,7 @@ scenario_top() {
       (echo $ba > /proc/self/oom_score_adj; exec python3 /lab/hold.py $b 60) > /dev/null & B=\$!
       sleep 3
       P=\$(oomguard top --once --json --cgroup /sys/fs/cgroup/system.slice/$unit.scope | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"pid\"])')
-      (echo 1 > /proc/self/oom_score_adj; exec python3 /lab/hog.py 130) > /dev/null & H=\$!
+      HOG_ADJ=1 python3 /lab/hog.py 130 > /dev/null & H=\$!
       for i in \$(seq 300); do kill -0 \$A 2>/dev/null || { V=\$A; break; }; kill -0 \$B 2>/dev/null || { V=\$B; break; }; sleep 0.1; done
       echo predicted=\$P killed=\${V:-none} > /tmp/top-$t.out
       kill -9 \$A \$B \$H 2>/dev/null; wait"
@@ -130,6 +130,29 @@ scenario_earlyoom() {
   if [ $rc = 0 ] && grep -q DONE /tmp/eo-prot.log && [ $hog_killed = yes ]; then result $s PASS "protected job completed, earlyoom killed the hog"; else result $s FAIL "protected rc=$rc, hog killed: $hog_killed"; fi
   log $s "$(grep -E 'sending|killing' /tmp/earlyoom.log | tail -1)"
   kill $eo
+}
+
+# The runaway safety valve: a job shielded at -1000 that itself grows past its memcg limit gets
+# its checkpoint signal, then its shield lowered, then is killed by the kernel; the other process
+# in the group survives (without the valve the kernel would have to kill the other one).
+scenario_valve() {
+  local s=valve
+  systemd-run --scope --quiet --unit="lab-valve-$$" -p MemoryMax=600M -p MemorySwapMax=0 -p OOMPolicy=continue -- sh -c "
+    python3 /lab/hold.py 100 90 > /tmp/valve-other.out 2>&1 & o=\$!
+    oomguard run --checkpoint-signal USR1 --valve-grace 3 --no-notify --log /tmp/valve.log -- \
+      python3 /lab/train.py --hold-mib 100 --grow-mib 2 --step-seconds 0.1 --steps 100000 --checkpoint /tmp/valve.ckpt > /tmp/valve.out 2>&1
+    echo job-exit=\$? >> /tmp/valve.out
+    kill -0 \$o && echo other-alive >> /tmp/valve.out
+    kill \$o; wait"
+  local ev; ev=$(cat /root/.local/state/oomguard/jobs/*/events.log 2>/dev/null | tail -4)
+  log $s "$ev"
+  log $s "$(dmesg | grep -E 'Killed process' | tail -1)"
+  if grep -q "job-exit=137" /tmp/valve.out && grep -q other-alive /tmp/valve.out && [ -f /tmp/valve.ckpt ] \
+     && grep -q "valve: lowered" <<< "$ev"; then
+    result $s PASS "checkpoint written, shield lowered, the kernel killed the runaway job, the other process survived"
+  else
+    result $s FAIL "$(tr '\n' ' ' < /tmp/valve.out | tail -c 300)"
+  fi
 }
 
 for sc in $SCENARIOS; do
