@@ -96,7 +96,12 @@ pub fn checkpoint_lead(tag: &str, via_cli: bool) -> Option<f64> {
             g.run(|| stop.load(Ordering::Relaxed));
         })
     });
-    std::thread::sleep(Duration::from_millis(1500)); // calm: the guard idles at 1 s
+    // Calm for 6 s: past the guard's 5 s warm-up (no estimates from the start-up allocation).
+    std::thread::sleep(Duration::from_millis(6000));
+    assert!(
+        !ckpt.exists(),
+        "checkpoint before any danger: the start-up allocation set the guard off"
+    );
     let mut hog = Command::new("python3")
         .args(["-c", HOG_200MBPS])
         .arg(&cg.dir)

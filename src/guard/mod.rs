@@ -48,6 +48,9 @@ impl Default for GuardConfig {
     }
 }
 
+/// Seconds after the guard starts during which growth gives no time estimates.
+pub const WARMUP_S: f64 = 5.0;
+
 /// The outcome of one step.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -208,13 +211,16 @@ impl Guard {
         let now = self.start.elapsed().as_secs_f64();
         let th = self.cfg.thresholds;
         let mut threats = Vec::new();
+        // A job's start-up allocation (loading a model, a dataset) is a steep climb that stops:
+        // no time estimates during the first WARMUP_S seconds; the 95 % rule still applies.
+        let warm = now >= WARMUP_S;
         if let Some((name, usage_file, limit)) = self.limiting_memcg(now) {
             match std::fs::read_to_string(&usage_file)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
             {
                 Some(usage) => {
-                    let rate = self.memcg_usage.push(now, usage as f64);
+                    let rate = self.memcg_usage.push(now, usage as f64).filter(|_| warm);
                     threats.push(risk::memcg(&name, usage, limit, rate, &th));
                 }
                 None => self.memcg_checked = None, // moved or gone: look again next step
@@ -222,7 +228,7 @@ impl Guard {
         }
         if let Some(t) = totals {
             let avail = (t.mem_available_kib + t.swap_free_kib) * 1024;
-            let rate = self.available.push(now, avail as f64);
+            let rate = self.available.push(now, avail as f64).filter(|_| warm);
             threats.push(risk::global(
                 avail,
                 (t.mem_total_kib + t.swap_total_kib) * 1024,
