@@ -134,36 +134,32 @@ pub fn checkpoint_lead(tag: &str, via_cli: bool) -> Option<f64> {
     Some(killed_at.duration_since(ckpt_at).as_secs_f64())
 }
 
-#[test]
-fn checkpoint_lands_at_least_a_second_before_the_memcg_kill() {
+/// `OOMGUARD_GUARD_RUNS` runs (default 2); every lead must be at least 1 s.
+fn leads_at_least_a_second(label: &str, via_cli: bool) {
     let runs = std::env::var("OOMGUARD_GUARD_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     let mut leads = Vec::new();
     for i in 0..runs {
-        let Some(lead) = checkpoint_lead(&format!("guard{i}"), false) else {
+        let Some(lead) = checkpoint_lead(
+            &format!("{}{i}", if via_cli { "cli" } else { "guard" }),
+            via_cli,
+        ) else {
             return;
         };
-        eprintln!("run {i}: checkpoint {lead:.2} s before the kill");
+        eprintln!("{label}, run {i}: checkpoint {lead:.2} s before the kill");
         leads.push(lead);
     }
     assert!(leads.iter().all(|&l| l >= 1.0), "leads {leads:?}");
 }
 
 #[test]
+fn checkpoint_lands_at_least_a_second_before_the_memcg_kill() {
+    leads_at_least_a_second("guard", false);
+}
+
+#[test]
 fn oomguard_run_checkpoint_signal_lands_before_the_memcg_kill() {
-    let runs = std::env::var("OOMGUARD_GUARD_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let mut leads = Vec::new();
-    for i in 0..runs {
-        let Some(lead) = checkpoint_lead(&format!("cli{i}"), true) else {
-            return;
-        };
-        eprintln!("oomguard run, run {i}: checkpoint {lead:.2} s before the kill");
-        leads.push(lead);
-    }
-    assert!(leads.iter().all(|&l| l >= 1.0), "leads {leads:?}");
+    leads_at_least_a_second("oomguard run", true);
 }

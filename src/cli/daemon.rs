@@ -91,15 +91,10 @@ fn start_prekill_hook(dir: &std::path::Path, guards: Arc<crate::guard::set::Guar
         return;
     }
     // Root and the user systemd-oomd runs as.
-    let mut uids: Vec<u32> = vec![0];
-    if let Ok(pw) = std::fs::read_to_string("/etc/passwd") {
-        uids.extend(pw.lines().filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 2 && f[0] == "systemd-oom")
-                .then(|| f[2].parse::<u32>().ok())
-                .flatten()
-        }));
-    }
+    let users = crate::host::users::UserNames::load(std::path::Path::new("/etc/passwd"));
+    let uids: Vec<u32> = std::iter::once(0)
+        .chain(users.uid_of("systemd-oom"))
+        .collect();
     match crate::guard::prekill::PrekillHook::bind(dir, "oomguard", uids) {
         Ok(hook) => {
             eprintln!(

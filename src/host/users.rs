@@ -23,6 +23,14 @@ impl UserNames {
         )
     }
 
+    /// The uid of user `name`, if listed.
+    pub fn uid_of(&self, name: &str) -> Option<u32> {
+        self.0
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(u, _)| *u)
+    }
+
     pub fn name(&self, uid: u32) -> String {
         self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
     }
@@ -46,5 +54,6 @@ mod tests {
             ("root".into(), "alice".into(), "4242".into())
         );
         assert_eq!(UserNames::load(&d.path().join("none")).name(0), "0");
+        assert_eq!((u.uid_of("alice"), u.uid_of("bob")), (Some(1000), None));
     }
 }
