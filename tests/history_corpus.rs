@@ -21,7 +21,12 @@ fn read(name: &str) -> String {
 struct Want {
     /// A piece of the line that identifies the row.
     key: &'static str,
-    kill: Option<(&'static str, Option<u32>, Option<&'static str>, Option<&'static str>)>,
+    kill: Option<(
+        &'static str,
+        Option<u32>,
+        Option<&'static str>,
+        Option<&'static str>,
+    )>,
     constraint: Option<&'static str>,
 }
 
@@ -54,38 +59,199 @@ const fn none(key: &'static str) -> Want {
 /// kill follows (systemd-oomd dumps its candidates after a failed attempt too), so alone
 /// they are not kills: they join the kill of their incident when it is in the log.
 const WANT: &[Want] = &[
-    kill("vte-spawn-dbb4a75e", "systemd-oomd", None, None, Some("vte-spawn-dbb4a75e-031f-480d-924b-5de5af7579d2.scope"), Some("pressure")),
-    kill("google\\x2dchrome-11396.scope due", "systemd-oomd", None, None, Some("app-gnome-google\\x2dchrome-11396.scope"), Some("swap")),
-    kill("org.gnome.Shell@wayland.service due", "systemd-oomd", None, None, Some("org.gnome.Shell@wayland.service"), Some("swap")),
-    kill("app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope due", "systemd-oomd", None, None, Some("app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope"), Some("pressure")),
-    kill("systemd-oomd killed 65 process", "systemd-oomd", None, None, Some("app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope"), None),
+    kill(
+        "vte-spawn-dbb4a75e",
+        "systemd-oomd",
+        None,
+        None,
+        Some("vte-spawn-dbb4a75e-031f-480d-924b-5de5af7579d2.scope"),
+        Some("pressure"),
+    ),
+    kill(
+        "google\\x2dchrome-11396.scope due",
+        "systemd-oomd",
+        None,
+        None,
+        Some("app-gnome-google\\x2dchrome-11396.scope"),
+        Some("swap"),
+    ),
+    kill(
+        "org.gnome.Shell@wayland.service due",
+        "systemd-oomd",
+        None,
+        None,
+        Some("org.gnome.Shell@wayland.service"),
+        Some("swap"),
+    ),
+    kill(
+        "app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope due",
+        "systemd-oomd",
+        None,
+        None,
+        Some("app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope"),
+        Some("pressure"),
+    ),
+    kill(
+        "systemd-oomd killed 65 process",
+        "systemd-oomd",
+        None,
+        None,
+        Some("app-kitty-47f7730eb1474ba3848f1b5d6135a33f.scope"),
+        None,
+    ),
     none("Considered 10 cgroups"),
     none("Considered 35 cgroups"),
-    kill("xdg\\x2dterminal\\x2dexec-0ae8dde6.scope: Failed with result 'oom-kill'", "unknown", None, None, Some("app-Hyprland-xdg\\x2dterminal\\x2dexec-0ae8dde6.scope"), None),
+    kill(
+        "xdg\\x2dterminal\\x2dexec-0ae8dde6.scope: Failed with result 'oom-kill'",
+        "unknown",
+        None,
+        None,
+        Some("app-Hyprland-xdg\\x2dterminal\\x2dexec-0ae8dde6.scope"),
+        None,
+    ),
     none("Memory pressure for /system.slice is 85.03%"),
-    kill("systemd-journald.service: systemd-oomd killed 1", "systemd-oomd", None, None, Some("systemd-journald.service"), None),
+    kill(
+        "systemd-journald.service: systemd-oomd killed 1",
+        "systemd-oomd",
+        None,
+        None,
+        Some("systemd-journald.service"),
+        None,
+    ),
     none("No swap; memory pressure usage will be degraded"),
-    kill("user@1021.service: A process of this unit", "kernel", None, None, Some("user@1021.service"), None),
-    kill("apache2.service: Failed with result", "unknown", None, None, Some("apache2.service"), None),
+    kill(
+        "user@1021.service: A process of this unit",
+        "kernel",
+        None,
+        None,
+        Some("user@1021.service"),
+        None,
+    ),
+    kill(
+        "apache2.service: Failed with result",
+        "unknown",
+        None,
+        None,
+        Some("apache2.service"),
+        None,
+    ),
     none("Comm: GC Thread#9 Not tainted"),
-    kill("task=simplescreenrec,pid=140113", "kernel", Some(140113), Some("simplescreenrec"), Some("session-22.scope"), Some("global")),
-    kill("oom_reaper: reaped process 140113", "kernel", Some(140113), Some("simplescreenrec"), None, None),
-    kill("task=python,pid=7899", "kernel", Some(7899), Some("python"), Some("init.scope"), Some("global")),
-    kill("Killed process 7748 (python)", "kernel", Some(7748), Some("python"), None, None),
-    kill("Killed process 935 (python)", "kernel", Some(935), Some("python"), None, None),
+    kill(
+        "task=simplescreenrec,pid=140113",
+        "kernel",
+        Some(140113),
+        Some("simplescreenrec"),
+        Some("session-22.scope"),
+        Some("global"),
+    ),
+    kill(
+        "oom_reaper: reaped process 140113",
+        "kernel",
+        Some(140113),
+        Some("simplescreenrec"),
+        None,
+        None,
+    ),
+    kill(
+        "task=python,pid=7899",
+        "kernel",
+        Some(7899),
+        Some("python"),
+        Some("init.scope"),
+        Some("global"),
+    ),
+    kill(
+        "Killed process 7748 (python)",
+        "kernel",
+        Some(7748),
+        Some("python"),
+        None,
+        None,
+    ),
+    kill(
+        "Killed process 935 (python)",
+        "kernel",
+        Some(935),
+        Some("python"),
+        None,
+        None,
+    ),
     none("python3 invoked oom-killer: gfp_mask=0xd0"),
-    kill("Killed process 63214 (uwsgi)", "kernel", Some(63214), Some("uwsgi"), None, Some("memcg")),
+    kill(
+        "Killed process 63214 (uwsgi)",
+        "kernel",
+        Some(63214),
+        Some("uwsgi"),
+        None,
+        Some("memcg"),
+    ),
     none("[  pid  ]   uid  tgid total_vm"),
-    kill("Killed process 265 (plymouthd)", "kernel", Some(265), Some("plymouthd"), None, Some("global")),
-    kill("Killed process 419562 (rg)", "kernel", Some(419562), Some("rg"), None, Some("global")),
-    kill("app-org.gnome.Terminal.slice/vte-s>", "kernel", None, None, Some("vte-s"), Some("global")),
-    kill("Killed process 251538 (rustc)", "kernel", Some(251538), Some("rustc"), None, Some("global")),
+    kill(
+        "Killed process 265 (plymouthd)",
+        "kernel",
+        Some(265),
+        Some("plymouthd"),
+        None,
+        Some("global"),
+    ),
+    kill(
+        "Killed process 419562 (rg)",
+        "kernel",
+        Some(419562),
+        Some("rg"),
+        None,
+        Some("global"),
+    ),
+    kill(
+        "app-org.gnome.Terminal.slice/vte-s>",
+        "kernel",
+        None,
+        None,
+        Some("vte-s"),
+        Some("global"),
+    ),
+    kill(
+        "Killed process 251538 (rustc)",
+        "kernel",
+        Some(251538),
+        Some("rustc"),
+        None,
+        Some("global"),
+    ),
     none("kswapd0: page allocation failure"),
     none("low memory! at or below SIGTERM limits"),
-    kill("sending SIGTERM to process 29410", "earlyoom", Some(29410), Some("cluster"), None, Some("global")),
-    kill("process exited after 2.8 seconds", "earlyoom", None, None, None, None),
-    kill("sending SIGTERM to process 997", "earlyoom", Some(997), Some("my-process-name"), None, Some("global")),
-    kill("sending SIGKILL to process 291787", "earlyoom", Some(291787), Some("earlyoom"), None, Some("global")),
+    kill(
+        "sending SIGTERM to process 29410",
+        "earlyoom",
+        Some(29410),
+        Some("cluster"),
+        None,
+        Some("global"),
+    ),
+    kill(
+        "process exited after 2.8 seconds",
+        "earlyoom",
+        None,
+        None,
+        None,
+        None,
+    ),
+    kill(
+        "sending SIGTERM to process 997",
+        "earlyoom",
+        Some(997),
+        Some("my-process-name"),
+        None,
+        Some("global"),
+    ),
+    kill(
+        "sending SIGKILL to process 291787",
+        "earlyoom",
+        Some(291787),
+        Some("earlyoom"),
+        None,
+        Some("global"),
+    ),
     none("Could not find a process to kill"),
     none("STARTING implement_corrective_action"),
     none("DataLoader worker (pid 4161)"),
@@ -115,14 +281,20 @@ fn every_corpus_line_yields_the_right_event_or_none() {
         let line = cols[3];
         let wants: Vec<&Want> = WANT.iter().filter(|w| line.contains(w.key)).collect();
         assert!(!wants.is_empty(), "row needs an expectation: {line}");
-        assert!(wants.iter().all(|w| w.kill.is_none()) || wants.len() == 1, "ambiguous: {line}");
+        assert!(
+            wants.iter().all(|w| w.kill.is_none()) || wants.len() == 1,
+            "ambiguous: {line}"
+        );
         let want = wants[0];
         let _ = &want.key;
         let (events, evidence) = events_of(line);
         rows += 1;
         match want.kill {
             None => {
-                assert!(events.is_empty(), "no kill expected from {line}: {events:#?}");
+                assert!(
+                    events.is_empty(),
+                    "no kill expected from {line}: {events:#?}"
+                );
                 // Application lines are kept as evidence.
                 if cols[0].starts_with("pytorch")
                     || ["torchrun", "slurm", "jupyter", "vscode", "k8s"].contains(&cols[0])
@@ -132,7 +304,11 @@ fn every_corpus_line_yields_the_right_event_or_none() {
             }
             Some((killer, pid, process, cg_end)) => {
                 kills += 1;
-                assert_eq!(events.len(), 1, "one kill expected from {line}: {events:#?}");
+                assert_eq!(
+                    events.len(),
+                    1,
+                    "one kill expected from {line}: {events:#?}"
+                );
                 let e = &events[0];
                 assert_eq!(e.killer, killer, "{line}");
                 assert_eq!(e.pid, pid, "{line}");
@@ -149,7 +325,13 @@ fn every_corpus_line_yields_the_right_event_or_none() {
                 }
                 assert!(e.reason.as_deref().is_some_and(|r| !r.is_empty()), "{line}");
                 assert_eq!(e.lines.len(), 1, "{line}");
-                assert!(e.time.is_some() || !line.starts_with(char::is_alphabetic) || line.starts_with("sending") || line.starts_with("process") || line.starts_with("Killed"));
+                assert!(
+                    e.time.is_some()
+                        || !line.starts_with(char::is_alphabetic)
+                        || line.starts_with("sending")
+                        || line.starts_with("process")
+                        || line.starts_with("Killed")
+                );
             }
         }
     }
@@ -189,9 +371,11 @@ fn the_real_dmesg_capture_yields_exactly_its_two_memcg_kills() {
         assert_eq!(e.anon_rss_kib, Some(rss));
         // invoked, usage, summary, kill: one incident, one event.
         assert_eq!(e.lines.len(), 4, "{:#?}", e.lines);
-        assert!(e.reason.as_deref().unwrap().starts_with(
-            "memory cgroup /job/4f2a/ootest hit its limit (300 MiB used of 300 MiB)"
-        ));
+        assert!(
+            e.reason.as_deref().unwrap().starts_with(
+                "memory cgroup /job/4f2a/ootest hit its limit (300 MiB used of 300 MiB)"
+            )
+        );
     }
 }
 

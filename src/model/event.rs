@@ -401,7 +401,9 @@ impl Assembler {
             Fact::Unit(u) => self.unit(raw, u, when, shown),
             Fact::Earlyoom(e) => self.earlyoom(raw, e, when, shown),
             Fact::Nohang(n) => self.nohang(raw, n, when, shown),
-            Fact::Evidence(ev) => self.loose.push((format!("{} ({raw})", ev.says), ev.pid, when)),
+            Fact::Evidence(ev) => self
+                .loose
+                .push((format!("{} ({raw})", ev.says), ev.pid, when)),
         }
     }
 
@@ -465,11 +467,13 @@ impl Assembler {
                 // The kill joins the summary of the same incident when the pid agrees
                 // (or the summary was cut before its pid).
                 let joined = ctx_near
-                    && self
-                        .kernel
-                        .event
-                        .is_some_and(|i| self.events[i].pid.is_none_or(|p| p == pid)
-                            && !self.events[i].lines.iter().any(|l| l.contains("Killed process")));
+                    && self.kernel.event.is_some_and(|i| {
+                        self.events[i].pid.is_none_or(|p| p == pid)
+                            && !self.events[i]
+                                .lines
+                                .iter()
+                                .any(|l| l.contains("Killed process"))
+                    });
                 let idx = if joined {
                     self.kernel.event.unwrap_or_default()
                 } else {
@@ -495,18 +499,16 @@ impl Assembler {
                 pid,
                 process,
                 figures: _,
-            } => {
-                match self.recent(when, 120.0, |e| e.killer == "kernel" && e.pid == Some(pid)) {
-                    Some(i) => self.events[i].lines.push(raw),
-                    None => {
-                        let mut e = OomEvent::new("kernel", &self.source);
-                        e.pid = Some(pid);
-                        e.process = Some(process);
-                        e.lines.push(raw);
-                        self.add(e, when, shown);
-                    }
+            } => match self.recent(when, 120.0, |e| e.killer == "kernel" && e.pid == Some(pid)) {
+                Some(i) => self.events[i].lines.push(raw),
+                None => {
+                    let mut e = OomEvent::new("kernel", &self.source);
+                    e.pid = Some(pid);
+                    e.process = Some(process);
+                    e.lines.push(raw);
+                    self.add(e, when, shown);
                 }
-            }
+            },
         }
         if let Some(i) = self.kernel.event
             && i < self.events.len()
@@ -692,7 +694,8 @@ impl Assembler {
                 self.add(e, when, shown);
             }
             Unit::KernelKilled { .. } => {
-                if let Some(i) = self.recent(when, 10.0, |e| e.killer == "kernel" && e.in_unit(&unit))
+                if let Some(i) =
+                    self.recent(when, 10.0, |e| e.killer == "kernel" && e.in_unit(&unit))
                 {
                     self.events[i].lines.push(raw);
                     return;
@@ -781,7 +784,10 @@ impl Assembler {
                 e.process = process.clone();
                 e.oom_score_adj = oom_score_adj;
                 e.anon_rss_kib = None;
-                let low = self.earlyoom_low.take().filter(|(_, _, w)| w.near(when, 5.0));
+                let low = self
+                    .earlyoom_low
+                    .take()
+                    .filter(|(_, _, w)| w.near(when, 5.0));
                 let why = match &low {
                     Some((_, d, _)) => format!("memory and swap were {d}"),
                     None => "available memory and swap were at or below earlyoom's limits".into(),
@@ -794,8 +800,12 @@ impl Assembler {
                 e.reason = Some(format!(
                     "{why}; earlyoom sent {signal} to {} (pid {pid}{}{})",
                     process.as_deref().unwrap_or("?"),
-                    rss_mib.map(|r| format!(", {r} MiB RSS")).unwrap_or_default(),
-                    oom_score.map(|s| format!(", oom_score {s}")).unwrap_or_default(),
+                    rss_mib
+                        .map(|r| format!(", {r} MiB RSS"))
+                        .unwrap_or_default(),
+                    oom_score
+                        .map(|s| format!(", oom_score {s}"))
+                        .unwrap_or_default(),
                 ));
                 self.add(e, when, shown);
             }
@@ -849,9 +859,11 @@ impl Assembler {
                 self.nohang.event = Some(i);
             }
             Nohang::Died { .. } => {
-                if let Some(i) = self.nohang.event.or_else(|| {
-                    self.recent(when, 60.0, |e| e.killer == "nohang")
-                }) && i < self.events.len()
+                if let Some(i) = self
+                    .nohang
+                    .event
+                    .or_else(|| self.recent(when, 60.0, |e| e.killer == "nohang"))
+                    && i < self.events.len()
                 {
                     self.events[i].lines.push(raw);
                 }
@@ -863,17 +875,15 @@ impl Assembler {
     pub fn finish(mut self) -> (Vec<OomEvent>, Vec<String>) {
         let mut unlinked = Vec::new();
         for (line, pid, when) in std::mem::take(&mut self.loose) {
-            let by_pid = pid.and_then(|p| {
-                (0..self.events.len()).find(|&i| self.events[i].pid == Some(p))
-            });
+            let by_pid =
+                pid.and_then(|p| (0..self.events.len()).find(|&i| self.events[i].pid == Some(p)));
             let by_time = || {
-                (0..self.events.len())
-                    .filter(|&i| {
-                        let w = self.whens[i];
-                        (w.unix.is_some() && when.unix.is_some() || w.uptime.is_some() && when.uptime.is_some())
-                            && w.near(when, 120.0)
-                    })
-                    .last()
+                (0..self.events.len()).rfind(|&i| {
+                    let w = self.whens[i];
+                    (w.unix.is_some() && when.unix.is_some()
+                        || w.uptime.is_some() && when.uptime.is_some())
+                        && w.near(when, 120.0)
+                })
             };
             match by_pid.or_else(by_time) {
                 Some(i) => self.events[i].evidence.push(line),
@@ -894,7 +904,6 @@ impl Assembler {
 /// Marks a reason made from a unit line alone, so that the killer's own line, when it
 /// comes, replaces it.
 const PROVISIONAL: &str = "\u{1}";
-
 
 /// Merge events from several sources: the kernel's kills reach both `/dev/kmsg` and the
 /// journal, and a pasted file may repeat either. Duplicates are the same killer and pid
@@ -969,7 +978,9 @@ fn kernel_reason(e: &OomEvent) -> String {
                 (Some(u), Some(l)) => format!(" ({} used of {})", fmt_kib(u), fmt_kib(l)),
                 _ => String::new(),
             };
-            format!("memory cgroup {cg} hit its limit{usage}; the kernel killed its worst process {victim}")
+            format!(
+                "memory cgroup {cg} hit its limit{usage}; the kernel killed its worst process {victim}"
+            )
         }
         Some("global") => format!(
             "the machine ran out of memory (RAM and swap); the kernel killed the process with \
@@ -983,7 +994,10 @@ fn kernel_reason(e: &OomEvent) -> String {
 }
 
 fn short_unit(path: &str) -> &str {
-    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
 fn fmt_pct(p: Option<f64>) -> String {
@@ -1022,6 +1036,16 @@ pub fn from_text(text: &str, source: &str, clock: Clock) -> (Vec<OomEvent>, Vec<
     for l in text.lines() {
         a.push_line(l);
     }
+    a.finish()
+}
+
+/// Assemble the events in a large text, parsing only the lines the prefilter passes
+/// (the fast path of `history --file`).
+pub fn from_bytes(text: &[u8], source: &str, clock: Clock) -> (Vec<OomEvent>, Vec<String>) {
+    let mut a = Assembler::new(source, clock);
+    crate::model::parse::prefilter::candidate_lines(text, |l| {
+        a.push_line(&String::from_utf8_lossy(l));
+    });
     a.finish()
 }
 

@@ -36,9 +36,11 @@ pub fn parse(msg: &str) -> Option<Earlyoom> {
     {
         let pid = lead_u64(r)? as u32;
         let uid = after(r, " uid ", &[' ']).and_then(|v| v.parse().ok());
-        let process = r
-            .find(" \"")
-            .and_then(|i| r[i + 2..].rfind("\": ").map(|j| r[i + 2..i + 2 + j].to_owned()));
+        let process = r.find(" \"").and_then(|i| {
+            r[i + 2..]
+                .rfind("\": ")
+                .map(|j| r[i + 2..i + 2 + j].to_owned())
+        });
         let tail = r.rfind("\": ").map(|i| &r[i..]).unwrap_or(r);
         let oom_score = after(tail, "oom_score ", &[',', ' '])
             .or_else(|| after(tail, "badness ", &[',', ' ']))
@@ -76,7 +78,9 @@ mod tests {
     #[test]
     fn kill_lines_of_every_version() {
         assert_eq!(
-            parse("sending SIGTERM to process 29410 uid 1000 \"cluster\": badness 1264, VmRSS 23964 MiB"),
+            parse(
+                "sending SIGTERM to process 29410 uid 1000 \"cluster\": badness 1264, VmRSS 23964 MiB"
+            ),
             Some(Earlyoom::Sent {
                 signal: "SIGTERM".into(),
                 pid: 29410,
@@ -88,7 +92,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse("sending SIGTERM to process 997 uid 1000 \"my-process-name\": oom_score 1146, oom_score_adj 0, VmRSS 23007 MiB, cmdline \"my-process-name\""),
+            parse(
+                "sending SIGTERM to process 997 uid 1000 \"my-process-name\": oom_score 1146, oom_score_adj 0, VmRSS 23007 MiB, cmdline \"my-process-name\""
+            ),
             Some(Earlyoom::Sent {
                 signal: "SIGTERM".into(),
                 pid: 997,
@@ -100,7 +106,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse("sending SIGKILL to process 291787 uid 61876 \"earlyoom\": badness 0, VmRSS 0 MiB"),
+            parse(
+                "sending SIGKILL to process 291787 uid 61876 \"earlyoom\": badness 0, VmRSS 0 MiB"
+            ),
             Some(Earlyoom::Sent { pid: 291787, .. })
         ));
         assert_eq!(

@@ -81,13 +81,16 @@ mod tests {
 
     #[test]
     fn application_lines() {
-        let e = parse("RuntimeError: DataLoader worker (pid 4161) is killed by signal: Killed.").unwrap();
+        let e = parse("RuntimeError: DataLoader worker (pid 4161) is killed by signal: Killed.")
+            .unwrap();
         assert_eq!(e.pid, Some(4161));
         assert!(e.says.contains("signal Killed"));
         let e = parse("ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 1 (pid: 1168) of binary: /opt/conda/bin/python").unwrap();
         assert_eq!((e.source, e.pid), ("torchrun", Some(1168)));
         assert_eq!(
-            parse("slurmstepd: error: Detected 2 oom-kill event(s) in step 3756240.batch cgroup.").unwrap().source,
+            parse("slurmstepd: error: Detected 2 oom-kill event(s) in step 3756240.batch cgroup.")
+                .unwrap()
+                .source,
             "slurm"
         );
         assert!(parse("srun: error: sdumont6156: task 0: Out Of Memory").is_some());

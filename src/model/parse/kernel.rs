@@ -23,13 +23,19 @@ pub struct Figures {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kernel {
     /// `python3 invoked oom-killer: gfp_mask=…, order=0, oom_score_adj=0`: an OOM began.
-    Invoked { process: String, oom_score_adj: Option<i32> },
+    Invoked {
+        process: String,
+        oom_score_adj: Option<i32>,
+    },
     /// `memory: usage 307200kB, limit 307200kB, failcnt 8780` (the memcg that hit its limit).
     MemcgUsage { usage_kib: u64, limit_kib: u64 },
     /// `Memory cgroup stats for /job/4f2a/ootest:`
     MemcgStats { cgroup: String },
     /// `Task in /a killed as a result of limit of /b` (kernels before 4.19).
-    TaskIn { task_cgroup: String, limit_cgroup: String },
+    TaskIn {
+        task_cgroup: String,
+        limit_cgroup: String,
+    },
     /// `oom-kill:constraint=…,task_memcg=…,task=…,pid=…,uid=…` (4.19+); `truncated` when
     /// the line was cut before its end (journalctl's `>`).
     Summary {
@@ -42,7 +48,11 @@ pub enum Kernel {
         truncated: bool,
     },
     /// `Out of memory: Kill process 1234 (x) score 999 or sacrifice child` (before 4.19).
-    Chose { pid: u32, process: String, memcg: bool },
+    Chose {
+        pid: u32,
+        process: String,
+        memcg: bool,
+    },
     /// `… Killed process 1234 (x) total-vm:…`: the kill. `scope` is `global`, `memcg`,
     /// or `unknown` (the bare old form).
     Killed {
@@ -239,9 +249,26 @@ mod tests {
         assert_eq!(figures.oom_score_adj, Some(200));
         assert_eq!(figures.uid, Some(1000));
         let k = parse("Memory cgroup out of memory: Killed process 63214 (uwsgi) total-vm:3149468kB, anon-rss:164992kB").unwrap();
-        assert!(matches!(k, Kernel::Killed { scope: "memcg", pid: 63214, .. }));
-        let k = parse("Killed process 7748 (python) total-vm:12907828kB, anon-rss:11500204kB, file-rss:0kB").unwrap();
-        assert!(matches!(k, Kernel::Killed { scope: "unknown", pid: 7748, .. }));
+        assert!(matches!(
+            k,
+            Kernel::Killed {
+                scope: "memcg",
+                pid: 63214,
+                ..
+            }
+        ));
+        let k = parse(
+            "Killed process 7748 (python) total-vm:12907828kB, anon-rss:11500204kB, file-rss:0kB",
+        )
+        .unwrap();
+        assert!(matches!(
+            k,
+            Kernel::Killed {
+                scope: "unknown",
+                pid: 7748,
+                ..
+            }
+        ));
         let k = parse("Out of memory: Killed process 12 (GC Thread#9) total-vm:1kB").unwrap();
         assert!(matches!(k, Kernel::Killed { ref process, .. } if process == "GC Thread#9"));
         let k = parse("Out of memory: Killed process 12 (a (b)) total-vm:1kB").unwrap();
@@ -281,7 +308,9 @@ mod tests {
     #[test]
     fn context_lines() {
         assert_eq!(
-            parse("python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"),
+            parse(
+                "python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"
+            ),
             Some(Kernel::Invoked {
                 process: "python3".into(),
                 oom_score_adj: Some(0)
@@ -295,7 +324,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse("oom_reaper: reaped process 140113 (simplescreenrec), now anon-rss:16kB, file-rss:0kB, shmem-rss:9920kB"),
+            parse(
+                "oom_reaper: reaped process 140113 (simplescreenrec), now anon-rss:16kB, file-rss:0kB, shmem-rss:9920kB"
+            ),
             Some(Kernel::Reaped { pid: 140113, .. })
         ));
         assert!(matches!(

@@ -19,7 +19,11 @@ pub enum Stamp {
     /// A wall-clock date with its year; `offset_s` when the line gives a zone.
     Civil { dt: DateTime, offset_s: Option<i32> },
     /// A syslog date: no year, and a month only when its name was recognised.
-    Syslog { month: Option<i8>, day: i8, time: Time },
+    Syslog {
+        month: Option<i8>,
+        day: i8,
+        time: Time,
+    },
 }
 
 /// One line split into its envelope and message.
@@ -397,7 +401,10 @@ mod tests {
         let l = split("[  310.642148] memory: usage 307200kB, limit 307200kB, failcnt 8780");
         assert_eq!(l.stamp, Stamp::Uptime(310.642148));
         assert_eq!(l.ident, None);
-        assert_eq!(l.msg, "memory: usage 307200kB, limit 307200kB, failcnt 8780");
+        assert_eq!(
+            l.msg,
+            "memory: usage 307200kB, limit 307200kB, failcnt 8780"
+        );
         let l = split("[   77.740597] systemd-oomd[659]: Memory pressure for /system.slice");
         assert_eq!(l.ident, Some("systemd-oomd"));
         assert_eq!(l.msg, "Memory pressure for /system.slice");
@@ -411,16 +418,29 @@ mod tests {
 
     #[test]
     fn iso_and_python() {
-        let l = split("2026-02-08T00:40:07.136808+00:00 largeweb2 systemd[1]: user@1021.service: A");
+        let l =
+            split("2026-02-08T00:40:07.136808+00:00 largeweb2 systemd[1]: user@1021.service: A");
         assert_eq!(l.host, Some("largeweb2"));
         assert_eq!(l.ident, Some("systemd"));
         assert_eq!(l.msg, "user@1021.service: A");
-        assert!(matches!(l.stamp, Stamp::Civil { offset_s: Some(0), .. }));
+        assert!(matches!(
+            l.stamp,
+            Stamp::Civil {
+                offset_s: Some(0),
+                ..
+            }
+        ));
         let l = split("2023-08-10 16:53:26,460: >>=== STARTING");
         assert!(matches!(l.stamp, Stamp::Civil { offset_s: None, .. }));
         assert_eq!(l.msg, ">>=== STARTING");
         let l = split("2026-08-27T15:51:41+1000 AVANCE-WS7 systemd-oomd[709]: Killed /a");
-        assert!(matches!(l.stamp, Stamp::Civil { offset_s: Some(36000), .. }));
+        assert!(matches!(
+            l.stamp,
+            Stamp::Civil {
+                offset_s: Some(36000),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 pub mod earlyoom;
 pub mod evidence;
+pub mod journal;
 pub mod kernel;
 pub mod line;
 pub mod nohang;
 pub mod oomd;
+pub mod prefilter;
 
 /// What one log line says about an OOM kill.
 #[derive(Debug, Clone, PartialEq)]

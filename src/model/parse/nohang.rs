@@ -35,9 +35,7 @@ pub fn parse(msg: &str) -> Option<Nohang> {
     {
         return Some(Nohang::Start);
     }
-    if (m.starts_with("MemAvailable [")
-        || m.starts_with("SwapFree [")
-        || m.starts_with("PSI avg"))
+    if (m.starts_with("MemAvailable [") || m.starts_with("SwapFree [") || m.starts_with("PSI avg"))
         && m.contains("threshold")
     {
         return Some(Nohang::Trigger {
@@ -84,11 +82,18 @@ mod tests {
     #[test]
     fn one_action() {
         assert_eq!(
-            parse("2023-08-10 16:53:26,460: >>=== STARTING implement_corrective_action() ====>>".split_once(": ").unwrap().1),
+            parse(
+                "2023-08-10 16:53:26,460: >>=== STARTING implement_corrective_action() ====>>"
+                    .split_once(": ")
+                    .unwrap()
+                    .1
+            ),
             Some(Nohang::Start)
         );
         assert_eq!(
-            parse("  PID:       1234, name: firefox, state: R, EUID: 1000, SID: 1 (x), lifetime: 1h"),
+            parse(
+                "  PID:       1234, name: firefox, state: R, EUID: 1000, SID: 1 (x), lifetime: 1h"
+            ),
             Some(Nohang::Victim {
                 pid: 1234,
                 process: Some("firefox".into()),

@@ -54,7 +54,10 @@ pub enum Oomd {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Unit {
     /// `<unit>: systemd-oomd killed 65 process(es) in this unit.`
-    OomdKilled { unit: String, processes: Option<u32> },
+    OomdKilled {
+        unit: String,
+        processes: Option<u32>,
+    },
     /// `<unit>: A process of this unit has been killed by the OOM killer.` (the kernel's)
     KernelKilled { unit: String },
     /// `<unit>: Failed with result 'oom-kill'.` (either killer)
@@ -201,7 +204,14 @@ mod tests {
     #[test]
     fn pressure_kill_old_and_new() {
         let o = parse("Killed /user.slice/user-1001.slice/user@1001.service/app.slice/vte-spawn-x.scope due to memory pressure for /user.slice/user-1001.slice/user@1001.service being 51.07% > 50.00% for > 20s with reclaim activity").unwrap();
-        let Oomd::Killed { cgroup, cause, marked } = o else { panic!() };
+        let Oomd::Killed {
+            cgroup,
+            cause,
+            marked,
+        } = o
+        else {
+            panic!()
+        };
         assert!(cgroup.ends_with("vte-spawn-x.scope"));
         assert!(!marked);
         assert_eq!(
@@ -220,7 +230,9 @@ mod tests {
     #[test]
     fn swap_kill() {
         let o = parse("Killed /user.slice/app.scope due to memory used (16109408256) / total (16474247168) and swap used (1982627840) / total (2147479552) being more than 90.00%").unwrap();
-        let Oomd::Killed { cause, .. } = o else { panic!() };
+        let Oomd::Killed { cause, .. } = o else {
+            panic!()
+        };
         assert_eq!(
             cause,
             Cause::Swap {
@@ -250,14 +262,19 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse_unit("user@1021.service: A process of this unit has been killed by the OOM killer."),
+            parse_unit(
+                "user@1021.service: A process of this unit has been killed by the OOM killer."
+            ),
             Some(Unit::KernelKilled { .. })
         ));
         assert!(matches!(
             parse_unit("apache2.service: Failed with result 'oom-kill'."),
             Some(Unit::FailedOomKill { .. })
         ));
-        assert_eq!(parse_unit("apache2.service: Failed with result 'exit-code'."), None);
+        assert_eq!(
+            parse_unit("apache2.service: Failed with result 'exit-code'."),
+            None
+        );
     }
 
     #[test]
@@ -274,6 +291,9 @@ mod tests {
             parse("Failed to kill any cgroup(s) under /user.slice based on pressure"),
             Some(Oomd::Failed)
         );
-        assert_eq!(parse("No swap; memory pressure usage will be degraded"), None);
+        assert_eq!(
+            parse("No swap; memory pressure usage will be degraded"),
+            None
+        );
     }
 }
