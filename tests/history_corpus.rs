@@ -18,15 +18,18 @@ fn read(name: &str) -> String {
 
 /// What a corpus line must yield: `None` for lines that record no kill, else the killer
 /// and what identifies the victim (pid, process, or the end of its cgroup).
+/// Killer, pid, process, end of the cgroup.
+type Victim = (
+    &'static str,
+    Option<u32>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 struct Want {
     /// A piece of the line that identifies the row.
     key: &'static str,
-    kill: Option<(
-        &'static str,
-        Option<u32>,
-        Option<&'static str>,
-        Option<&'static str>,
-    )>,
+    kill: Option<Victim>,
     constraint: Option<&'static str>,
 }
 
