@@ -36,12 +36,18 @@ pub fn parse(msg: &str) -> Option<Earlyoom> {
     {
         let pid = lead_u64(r)? as u32;
         let uid = after(r, " uid ", &[' ']).and_then(|v| v.parse().ok());
-        let process = r.find(" \"").and_then(|i| {
-            r[i + 2..]
-                .rfind("\": ")
-                .map(|j| r[i + 2..i + 2 + j].to_owned())
-        });
-        let tail = r.rfind("\": ").map(|i| &r[i..]).unwrap_or(r);
+        // `"NAME": badness …` or `"NAME": oom_score …`; a name may hold `": `, and so may
+        // the cmdline after it, so the figures' keyword anchors the end of the name.
+        let end = ["\": oom_score ", "\": badness "]
+            .iter()
+            .filter_map(|k| r.find(k))
+            .min()
+            .or_else(|| r.rfind("\": "));
+        let process = match (r.find(" \""), end) {
+            (Some(i), Some(e)) if i + 2 <= e => Some(r[i + 2..e].to_owned()),
+            _ => None,
+        };
+        let tail = end.map(|i| &r[i..]).unwrap_or(r);
         let oom_score = after(tail, "oom_score ", &[',', ' '])
             .or_else(|| after(tail, "badness ", &[',', ' ']))
             .and_then(|v| v.parse().ok());

@@ -17,7 +17,9 @@ pub struct Evidence {
 /// Parse one application message.
 pub fn parse(msg: &str) -> Option<Evidence> {
     let m = msg.trim();
-    if let Some(i) = m.find("DataLoader worker (pid ") {
+    if let Some(i) = m.find("DataLoader worker (pid ")
+        && m.contains("killed by signal")
+    {
         let r = &m[i + "DataLoader worker (pid ".len()..];
         let pid = lead_u64(r).map(|p| p as u32);
         let sig = after(r, "killed by signal: ", &['.']).unwrap_or("?");

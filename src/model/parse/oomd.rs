@@ -155,13 +155,9 @@ pub fn parse(msg: &str) -> Option<Oomd> {
     if m.starts_with("Failed to kill any cgroup") {
         return Some(Oomd::Failed);
     }
-    for key in [
-        "Path: /",
-        "Swap Usage:",
-        "Memory Pressure Limit:",
-        "Pressure: Avg10:",
-        "Current Memory Usage:",
-    ] {
+    // Of the candidate dump, the lines with figures about memory (the prefilter passes
+    // only these).
+    for key in ["Memory Pressure Limit:", "Current Memory Usage:"] {
         if m.starts_with(key) {
             return Some(Oomd::Candidate(m.to_owned()));
         }
