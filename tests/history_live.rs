@@ -303,3 +303,85 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/log"));
 }
+
+#[test]
+fn ps_and_why_name_the_kill_that_ended_a_job() {
+    if std::fs::File::open("/dev/kmsg").is_err() {
+        eprintln!("SKIP: /dev/kmsg is not readable here; this test needs it");
+        return;
+    }
+    let cg = match MemcgV1::create("psjob", 64 << 20) {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!("SKIP: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // The job joins the limited cgroup itself (oomguard's front stays outside), then grows
+    // past the limit: the kernel kills it.
+    let job = format!(
+        "import os, time\nopen('{}/cgroup.procs', 'w').write(str(os.getpid()))\nopen('/proc/self/oom_score_adj', 'w').write('500')\nheld = []\nwhile True:\n    held.append(b'x' * (8 << 20)); time.sleep(0.01)\n",
+        cg.dir.display()
+    );
+    let out = oomguard()
+        .args([
+            "run",
+            "--allow-unprotected",
+            "--no-notify",
+            "--adj",
+            "0",
+            "--name",
+            "grower",
+            "--",
+            "python3",
+            "-c",
+            &job,
+        ])
+        .env("OOMGUARD_STATE_DIR", &state)
+        .env("OOMGUARD_SOCKET", dir.path().join("no-daemon.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ps = oomguard()
+        .args(["ps", "--json"])
+        .env("OOMGUARD_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["name"], "grower");
+    assert_eq!(row["killed_by"]["killer"], "kernel", "{row:#}");
+    assert!(
+        row["killed_by"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hit its limit")
+    );
+    // Remembered in the record: the text view says it without searching again.
+    let text = oomguard()
+        .arg("ps")
+        .env("OOMGUARD_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("oom-kill"), "{text}");
+    assert!(text.contains("killed by kernel at 20"), "{text}");
+
+    let why = oomguard()
+        .args(["why", "grower", "--no-journal", "--json"])
+        .env("OOMGUARD_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let ev = json(why);
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    assert_eq!(ev[0]["job"], row["id"]);
+    assert_eq!(ev[0]["pid"], row["pid"]);
+}

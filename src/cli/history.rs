@@ -236,9 +236,9 @@ pub fn run(args: Args) -> Result<u8> {
             let st = state.as_deref().context("no oomguard state directory")?;
             match registry::find(st, t) {
                 Ok(j) => Some(j),
-                Err(e) => match t.parse::<u32>() {
-                    // A pid oomguard does not know: still show kills of that pid.
-                    Ok(_) => None,
+                Err(e) => match t.parse::<i32>() {
+                    // A job's pid, or a pid oomguard does not know (kills of that pid).
+                    Ok(pid) => jobs.iter().rev().find(|j| j.pid == pid).cloned(),
                     Err(_) => return Err(e),
                 },
             }

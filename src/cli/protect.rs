@@ -106,6 +106,7 @@ pub fn run(args: Args) -> Result<u8> {
         allow_unprotected: false,
         layers: layers.clone(),
         end: None,
+        killed_by: None,
     };
     registry::save(&state, &job).context("saving the job record")?;
     for l in &layers {

@@ -101,13 +101,62 @@ fn cut(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// Find, in the kernel log and the journal, the OOM kills that ended jobs a signal ended
+/// (or whose end nobody saw: systemd-oomd kills the whole scope, oomguard's front with
+/// it), and remember them in the job records. Best effort: logs a user cannot read are
+/// skipped quietly.
+fn find_kills(rows: &mut [Row], state: &Path) {
+    let wanted = |r: &Row| {
+        r.job.killed_by.is_none()
+            && (r.state == "gone"
+                || r.job
+                    .end
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.signal, Some(9) | Some(15))))
+    };
+    let Some(since) = rows
+        .iter()
+        .filter(|r| wanted(r))
+        .filter_map(|r| r.job.start_time.parse::<jiff::Timestamp>().ok())
+        .min()
+    else {
+        return;
+    };
+    let q = crate::host::logs::JournalQuery {
+        file: None,
+        since: Some(since.as_second() as f64 - 2.0),
+        until: None,
+    };
+    let Ok((mut events, _, _)) =
+        crate::cli::history::gather(&[], Path::new("/dev/kmsg"), Path::new("/proc"), true, &q)
+    else {
+        return;
+    };
+    let jobs: Vec<Job> = rows.iter().map(|r| r.job.clone()).collect();
+    crate::cli::history::mark_jobs(&mut events, &jobs);
+    for r in rows.iter_mut().filter(|r| wanted(r)) {
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.job.as_deref() == Some(r.job.id.as_str()))
+        {
+            r.job.killed_by = Some(registry::KilledBy {
+                killer: e.killer.clone(),
+                time: e.time.clone(),
+                reason: e.reason.clone(),
+            });
+            let _ = registry::save(state, &r.job);
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<u8> {
     let state = registry::state_dir()?;
     let proc = Path::new("/proc");
-    let rows: Vec<Row> = registry::list(&state)
+    let mut rows: Vec<Row> = registry::list(&state)
         .into_iter()
         .map(|j| row(j, proc))
         .collect();
+    find_kills(&mut rows, &state);
     if args.json {
         crate::cli::render::print_json(&rows)?;
         return Ok(0);
@@ -123,7 +172,7 @@ pub fn run(args: Args) -> Result<u8> {
         ended.saturating_sub(RECENT)
     };
     let mut skipped = 0;
-    let rows: Vec<&Row> = rows
+    let shown: Vec<&Row> = rows
         .iter()
         .filter(|r| {
             let hide = r.state == "ended" && skipped < skip;
@@ -135,8 +184,9 @@ pub fn run(args: Args) -> Result<u8> {
         "{:<7} {:<14} {:>7} {:<8} {:<28} COMMAND",
         "ID", "NAME", "PID", "STATE", "SHIELD"
     );
-    for r in rows {
+    for r in &shown {
         let st = match (r.state, r.exit_status) {
+            (_, _) if r.job.killed_by.is_some() => "oom-kill".to_owned(),
             ("ended", Some(s)) => format!("exit {s}"),
             (s, _) => s.to_owned(),
         };
@@ -150,6 +200,20 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if skip > 0 {
         println!("({skip} older ended jobs hidden; `oomguard ps --all` shows them)");
+    }
+    for r in &shown {
+        if let Some(k) = &r.job.killed_by {
+            println!(
+                "{}: killed by {} at {}{}",
+                r.job.id,
+                k.killer,
+                k.time.as_deref().unwrap_or("an unknown time"),
+                k.reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(0)
 }

@@ -56,6 +56,17 @@ pub struct Job {
     pub layers: Vec<Layer>,
     /// Set when the job's end was observed.
     pub end: Option<End>,
+    /// The OOM kill that ended it, once `ps` or `history` found it in the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<KilledBy>,
+}
+
+/// Which killer ended a job, when and why (from `history`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KilledBy {
+    pub killer: String,
+    pub time: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Live state of a job, from its record and `/proc`.
@@ -208,6 +219,7 @@ mod tests {
             allow_unprotected: false,
             layers: vec![],
             end: None,
+            killed_by: None,
         }
     }
 

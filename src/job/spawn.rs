@@ -249,6 +249,7 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         allow_unprotected: spec.allow_unprotected,
         layers,
         end: None,
+        killed_by: None,
     };
     registry::save(state, &job).map_err(|e| refuse(format!("{e:#}")))?;
     if let Some(u) = &spec.as_user {

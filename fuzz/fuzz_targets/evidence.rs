@@ -1,0 +1,8 @@
+#![no_main]
+//! Application evidence parser.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let s = String::from_utf8_lossy(data);
+    let _ = oomguard::model::parse::evidence::parse(&s);
+});
