@@ -4,7 +4,7 @@
 # installed as the systemd service dist/oomguard.service, runs the scenarios in one boot and
 # prints each one's outcome. Exits non-zero when a protected job died or a control survived.
 #
-# Usage: tests/vm/run.sh [SCENARIO...]   (oomd protect memcg earlyoom top; default: all)
+# Usage: tests/vm/run.sh [SCENARIO...]   (oomd protect memcg earlyoom top valve history; default: all)
 # Needs root, mmdebstrap, qemu-system-x86, e2fsprogs. OOMGUARD_BIN overrides the binary.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -5,7 +5,7 @@
 exec > /dev/ttyS0 2>&1
 set -u
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-SCENARIOS=${*:-oomd protect memcg earlyoom top valve}
+SCENARIOS=${*:-oomd protect memcg earlyoom top valve history}
 U=/run/user/1000
 as_user() { runuser -u user -- env XDG_RUNTIME_DIR=$U DBUS_SESSION_BUS_ADDRESS=unix:path=$U/bus HOME=/home/user "$@"; }
 result() { echo "LAB RESULT $1 $2 ${*:3}"; }
@@ -116,6 +116,7 @@ scenario_earlyoom() {
   local eo=$!
   sleep 1
   python3 /lab/hold.py 500 25 > /tmp/eo-ctl.out 2>&1 & local j=$!
+  echo $j > /tmp/eo-ctl.pid
   sleep 4; python3 /lab/hog.py 450 & local h=$!
   wait $j; local rc=$?
   kill -9 $h 2>/dev/null; wait $h 2>/dev/null
@@ -153,6 +154,39 @@ scenario_valve() {
   else
     result $s FAIL "$(tr '\n' ' ' < /tmp/valve.out | tail -c 300)"
   fi
+}
+
+# `oomguard history` finds the kills of the scenarios above, each once, with the right
+# killer, cgroup and pid: from /dev/kmsg and the journal (merged), and earlyoom's log file.
+scenario_history() {
+  local s=history
+  oomguard history --json > /tmp/history.json 2> /tmp/history.err || { result $s FAIL "history failed: $(cat /tmp/history.err)"; return; }
+  oomguard history --json --file /tmp/earlyoom.log > /tmp/history-eo.json 2>> /tmp/history.err
+  log $s "$(oomguard history 2>&1 | grep -E 'systemd-oomd|kernel|earlyoom' | head -12)"
+  local out
+  out=$(python3 - "$(cat /tmp/eo-ctl.pid 2>/dev/null)" <<'PY'
+import json, sys
+ev = json.load(open("/tmp/history.json")); eo = json.load(open("/tmp/history-eo.json"))
+fails = []
+def one(what, pred, pool=ev):
+    hits = [e for e in pool if pred(e)]
+    if len(hits) != 1:
+        fails.append(f"{what}: {len(hits)} events")
+    return hits[0] if hits else None
+for scope in ("app-lab-ctl-", "app-lab-folk-"):
+    e = one(scope, lambda e: e["killer"] == "systemd-oomd" and scope in (e["cgroup"] or ""))
+    if e and not (e["constraint"] == "pressure" and "user@1000.service" in (e["reason"] or "")):
+        fails.append(f"{scope}: {e['constraint']} {e['reason']}")
+one("memcg control", lambda e: e["killer"] == "kernel" and e["constraint"] == "memcg" and "lab-memcg-ctl-" in (e["cgroup"] or "") and e["process"] == "python3" and e["pid"])
+one("valve", lambda e: e["killer"] == "kernel" and "lab-valve-" in (e["cgroup"] or ""))
+if any(e["killer"] == "systemd-oomd" and ("oomguard-" in (e["cgroup"] or "")) for e in ev):
+    fails.append("a protected job's scope was killed")
+pid = int(sys.argv[1]) if sys.argv[1] else -1
+one("earlyoom control", lambda e: e["killer"] == "earlyoom" and e["pid"] == pid, eo)
+print("; ".join(fails) if fails else f"ok: {len(ev)} events from kmsg+journal, {len(eo)} from earlyoom's log")
+PY
+)
+  if [[ $out == ok:* ]]; then result $s PASS "kills found once each with killer, cgroup and pid ($out)"; else result $s FAIL "$out"; log $s "$(head -c 1500 /tmp/history.json)"; fi
 }
 
 for sc in $SCENARIOS; do
