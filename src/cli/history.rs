@@ -120,6 +120,7 @@ pub fn gather(
         tz: tz.clone(),
         boot_unix: None,
         year_guess: Some(now.year()),
+        now_unix: Some(now.timestamp().as_microsecond() as f64 / 1e6),
     };
     let mut all = Vec::new();
     let mut loose = Vec::new();
@@ -312,22 +313,29 @@ fn print_text(events: &[OomEvent], loose: &[String], verbose: bool) {
             (Some(p), None) => p.clone(),
             (None, None) => String::new(),
         };
-        let place = e.unit().unwrap_or("");
-        println!(
-            "{}  {}{}  {}  {}{}",
-            e.time.as_deref().unwrap_or("(no date)"),
-            e.killer,
-            e.constraint
-                .as_deref()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default(),
+        let head = [
+            e.time.clone().unwrap_or_else(|| "(no date)".into()),
+            format!(
+                "{}{}",
+                e.killer,
+                e.constraint
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            ),
             who,
-            place,
+            e.unit().unwrap_or("").to_owned(),
             e.job
                 .as_deref()
-                .map(|j| format!("  [job {j}]"))
-                .unwrap_or_default()
-        );
+                .map(|j| format!("[job {j}]"))
+                .unwrap_or_default(),
+        ];
+        let head: Vec<&str> = head
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        println!("{}", head.join("  "));
         if let Some(r) = &e.reason {
             println!("    {r}");
         }

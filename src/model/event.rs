@@ -178,6 +178,8 @@ pub struct Clock {
     /// The year of yearless syslog dates, when the caller can tell (else they are shown
     /// as written and placed in `year_guess` only for sorting and `--since`).
     pub year_guess: Option<i16>,
+    /// Now, to put a yearless date that would lie in the future into the year before.
+    pub now_unix: Option<f64>,
 }
 
 impl Default for Clock {
@@ -186,6 +188,7 @@ impl Default for Clock {
             tz: TimeZone::UTC,
             boot_unix: None,
             year_guess: None,
+            now_unix: None,
         }
     }
 }
@@ -347,10 +350,16 @@ impl Assembler {
                 day,
                 time,
             } => self.clock.year_guess.and_then(|y| {
-                jiff::civil::Date::new(y, m, day)
-                    .ok()
-                    .and_then(|d| d.to_datetime(time).to_zoned(self.clock.tz.clone()).ok())
-                    .map(|z| z.timestamp().as_microsecond() as f64 / 1e6)
+                let at = |y: i16| {
+                    jiff::civil::Date::new(y, m, day)
+                        .ok()
+                        .and_then(|d| d.to_datetime(time).to_zoned(self.clock.tz.clone()).ok())
+                        .map(|z| z.timestamp().as_microsecond() as f64 / 1e6)
+                };
+                match (at(y), self.clock.now_unix) {
+                    (Some(t), Some(now)) if t > now + 86400.0 => at(y - 1),
+                    (t, _) => t,
+                }
             }),
             Stamp::Uptime(u) => self.clock.boot_unix.map(|b| b + u),
             _ => None,
@@ -1070,6 +1079,21 @@ mod tests {
             );
             assert_eq!(e.lines.len(), 2);
         }
+    }
+
+    #[test]
+    fn yearless_dates_in_the_future_belong_to_last_year() {
+        let clock = Clock {
+            year_guess: Some(2026),
+            now_unix: Some(1_795_000_000.0), // 2026-11-18
+            ..Clock::default()
+        };
+        let text = "Dec 18 19:34:56 h kernel: Out of memory: Killed process 1 (a) total-vm:1kB\nApr 13 10:51:39 h kernel: Out of memory: Killed process 2 (b) total-vm:1kB";
+        let (ev, _) = from_text(text, "t", clock);
+        let dec = ev[0].unix.unwrap();
+        let apr = ev[1].unix.unwrap();
+        assert!(dec < apr, "Dec 18 is 2025's: {dec} {apr}");
+        assert_eq!(ev[0].time.as_deref(), Some("Dec 18 19:34:56"));
     }
 
     #[test]
