@@ -1,5 +1,7 @@
 //! Metrics: valid for promtool, and scraped by a real Prometheus on localhost.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -206,5 +208,69 @@ fn daemon_exports_the_jobs_it_guards() {
             "oomguard_job_layer_applied{{job_id=\"{id}\",layer=\"kernel\"}} 1"
         )),
         "{body}"
+    );
+}
+
+/// The daemon counts OOM kills as the kernel logs them (`kills_seen`, by killer).
+#[test]
+fn daemon_counts_the_kills_it_sees() {
+    if std::fs::File::open("/dev/kmsg").is_err() {
+        eprintln!("SKIP: /dev/kmsg is not readable here; this test needs it");
+        return;
+    }
+    let cg = match common::MemcgV1::create("killcount", 64 << 20) {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!("SKIP: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args(["daemon", "--metrics", &addr, "--no-prekill"])
+        .env("OOMGUARD_SOCKET", dir.path().join("s.sock"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kernel = |body: &str| -> Option<i64> {
+        body.lines()
+            .find(|l| l.starts_with("oomguard_kills_seen{killer=\"kernel\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = kernel(&get(&addr, "/metrics"));
+    let mut hog = common::Hog::start(&cg, 800, 10, Some(200));
+    hog.grow();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hog.killed_by().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut after = before;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        after = kernel(&get(&addr, "/metrics"));
+        if after > before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(hog.killed_by(), Some(9), "the hog was not OOM-killed");
+    assert_eq!(before, Some(0), "the series exists from the start, at 0");
+    assert!(
+        after >= Some(1),
+        "kills_seen did not count the kill: {after:?}"
     );
 }

@@ -29,6 +29,29 @@ pub struct Args {
     pub no_prekill: bool,
 }
 
+/// Count OOM kills by killer as they are logged, for the `kills_seen` metric.
+fn start_kill_counter(m: Arc<crate::guard::metrics::Metrics>) {
+    let clock = crate::model::event::Clock {
+        tz: jiff::tz::TimeZone::system(),
+        boot_unix: crate::host::logs::boot_unix(std::path::Path::new("/proc")),
+        ..Default::default()
+    };
+    for k in ["kernel", "systemd-oomd", "earlyoom", "nohang"] {
+        m.kills_seen(k, 0);
+    }
+    std::thread::spawn(move || {
+        let mut counts: std::collections::HashMap<String, u64> = Default::default();
+        let r = crate::host::logs::follow_kills(std::path::Path::new("/dev/kmsg"), clock, |e| {
+            let n = counts.entry(e.killer.clone()).or_default();
+            *n += 1;
+            m.kills_seen(&e.killer, *n);
+        });
+        if let Err(e) = r {
+            eprintln!("oomguard-daemon: not counting kills: {e:#}");
+        }
+    });
+}
+
 fn load(args: &Args) -> Result<Policy> {
     let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
     match std::fs::read_to_string(&path) {
@@ -74,6 +97,7 @@ pub fn run(args: Args) -> Result<u8> {
     if let (Some(addr), Some(m)) = (&args.metrics, &metrics) {
         let bound = crate::guard::metrics::serve(addr, m.clone())?;
         eprintln!("oomguard-daemon: metrics on http://{bound}/metrics");
+        start_kill_counter(m.clone());
     }
     if !args.no_prekill {
         start_prekill_hook(&args.prekill_dir, guards.clone());

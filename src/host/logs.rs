@@ -214,3 +214,82 @@ pub fn text(path: &Path, clock: Clock) -> Result<Found> {
     let _ = map.advise(memmap2::Advice::Sequential);
     Ok(from_bytes(&map, &name, clock))
 }
+
+/// Follow new kills as they are logged, calling `on_kill` with each new event's killer,
+/// until `stop` says so. Uses `journalctl -f` when the journal is there (kernel, systemd-oomd,
+/// earlyoom, nohang), else `/dev/kmsg` (kernel only). Blocks; run it on its own thread.
+pub fn follow_kills(
+    kmsg_path: &Path,
+    clock: Clock,
+    mut on_kill: impl FnMut(&OomEvent),
+) -> Result<()> {
+    let journal = if Path::new("/run/systemd/journal").exists() {
+        Command::new("journalctl")
+            .args(["-f", "-n", "0", "-o", "json", "--no-pager", "-q"])
+            .args([
+                "_TRANSPORT=kernel",
+                "+",
+                "SYSLOG_IDENTIFIER=systemd-oomd",
+                "+",
+                "SYSLOG_IDENTIFIER=systemd",
+                "+",
+                "SYSLOG_IDENTIFIER=earlyoom",
+                "+",
+                "SYSLOG_IDENTIFIER=nohang",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+    } else {
+        None
+    };
+    let mut a = Assembler::new("follow", clock);
+    let mut seen = 0;
+    let mut check = |a: &mut Assembler| {
+        if a.created() > seen {
+            seen = a.created();
+            if let Some(e) = a.last() {
+                on_kill(e);
+            }
+            a.trim();
+        }
+    };
+    if let Some(mut child) = journal {
+        let out = child.stdout.take().context("journalctl stdout")?;
+        let mut rd = BufReader::new(out);
+        let mut line = Vec::new();
+        while rd.read_until(b'\n', &mut line)? > 0 {
+            if prefilter::candidate(&line)
+                && let Some(e) = journal::entry(&line)
+            {
+                a.push_entry(e.unix, e.ident.as_deref(), &e.message);
+                check(&mut a);
+            }
+            line.clear();
+        }
+        let _ = child.wait();
+        return Ok(());
+    }
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(kmsg_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("cannot read {}", kmsg_path.display()))?;
+    // Only what is logged from now on.
+    rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                if prefilter::candidate(&buf[..n])
+                    && let Some((up, msg)) = kmsg_record(&buf[..n])
+                {
+                    a.push_kmsg(up, &msg);
+                    check(&mut a);
+                }
+            }
+            Err(rustix::io::Errno::PIPE) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e).context("reading the kernel log"),
+        }
+    }
+}

@@ -225,6 +225,7 @@ pub struct Assembler {
     nohang: NohangCtx,
     /// Evidence not linked yet: (line, pid, when).
     loose: Vec<(String, Option<u32>, When)>,
+    created: u64,
 }
 
 #[derive(Default)]
@@ -263,6 +264,35 @@ impl Assembler {
             earlyoom_low: None,
             nohang: NohangCtx::default(),
             loose: Vec::new(),
+            created: 0,
+        }
+    }
+
+    /// Events made so far (a follower counts new ones by this; [`Assembler::trim`] does
+    /// not lower it).
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// The newest event, if any.
+    pub fn last(&self) -> Option<&OomEvent> {
+        self.events.last()
+    }
+
+    /// Forget all but the events a new line could still join (for followers that run for
+    /// months).
+    pub fn trim(&mut self) {
+        let n = self.events.len();
+        if n > 2 * LOOKBACK {
+            let cut = n - LOOKBACK;
+            self.events.drain(..cut);
+            self.whens.drain(..cut);
+            self.kernel.event = self.kernel.event.and_then(|i| i.checked_sub(cut));
+            self.nohang.event = self.nohang.event.and_then(|i| i.checked_sub(cut));
+        }
+        if self.loose.len() > LOOKBACK {
+            let cut = self.loose.len() - LOOKBACK;
+            self.loose.drain(..cut);
         }
     }
 
@@ -390,6 +420,7 @@ impl Assembler {
         e.uptime = when.uptime;
         self.events.push(e);
         self.whens.push(when);
+        self.created += 1;
         self.events.len() - 1
     }
 
