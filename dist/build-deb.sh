@@ -11,5 +11,8 @@ bin=target/release/oomguard
 "$bin" generate bash > target/assets/oomguard.bash
 "$bin" generate zsh > target/assets/_oomguard
 "$bin" generate fish > target/assets/oomguard.fish
+# The package installs the binary in /usr/bin (dist/oomguard.service names /usr/local/bin, where
+# a from-source install puts it).
+sed 's#^ExecStart=[^ ]*oomguard#ExecStart=/usr/bin/oomguard#' dist/oomguard.service > target/assets/oomguard.service
 cargo deb --no-build --locked "$@"
 ls target/debian/*.deb

@@ -30,11 +30,38 @@ fn vm_lab_scenarios() {
         );
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/run.sh");
-    let out = Command::new(script)
-        .env("OOMGUARD_BIN", env!("CARGO_BIN_EXE_oomguard"))
-        .output()
-        .expect("run tests/vm/run.sh");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let script = format!("{repo}/tests/vm/run.sh");
+    let mut cmd = Command::new(&script);
+    // With cargo-deb (CI installs it) the lab installs the Debian package with dpkg -i and runs
+    // the scenarios against the packaged daemon; without it, the test binary and the unit.
+    let deb = if have("cargo-deb") {
+        let b = Command::new(format!("{repo}/dist/build-deb.sh"))
+            .output()
+            .expect("run dist/build-deb.sh");
+        assert!(
+            b.status.success(),
+            "building the .deb failed: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
+        let out = String::from_utf8_lossy(&b.stdout);
+        let path = out
+            .lines()
+            .rfind(|l| l.ends_with(".deb"))
+            .expect("build-deb.sh names the .deb")
+            .trim()
+            .to_string();
+        cmd.env("OOMGUARD_DEB", format!("{repo}/{path}"));
+        true
+    } else {
+        eprintln!(
+            "NOTE: cargo-deb is not installed: the lab runs the test binary, not the .deb \
+             (cargo install cargo-deb --locked; CI does)"
+        );
+        cmd.env("OOMGUARD_BIN", env!("CARGO_BIN_EXE_oomguard"));
+        false
+    };
+    let out = cmd.output().expect("run tests/vm/run.sh");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -45,4 +72,10 @@ fn vm_lab_scenarios() {
         text.contains("LAB RESULT oomd PASS control killed"),
         "the systemd-oomd control did not run"
     );
+    if deb {
+        assert!(
+            text.contains("LAB RESULT deb PASS"),
+            "the .deb was not installed and checked"
+        );
+    }
 }

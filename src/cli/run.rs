@@ -166,6 +166,33 @@ fn guard_config(args: &Args) -> Result<crate::guard::GuardConfig> {
     })
 }
 
+/// systemd-oomd's pressure rule over a job whose systemd-oomd layer is not applied (run
+/// unshielded, or the layer failed): the guard then watches that pressure too.
+pub fn oomd_exposure(
+    pid: i32,
+    layers: &[crate::job::layers::Layer],
+) -> Option<crate::host::systemd::PressureRule> {
+    use crate::job::layers::State;
+    let shielded = layers
+        .iter()
+        .any(|l| l.layer == "systemd-oomd" && l.state == State::Applied);
+    if shielded || !crate::host::systemd::booted(std::path::Path::new("/")) {
+        return None;
+    }
+    let sd = crate::host::systemd::Systemd::connect().ok()?;
+    if !sd.oomd_active() {
+        return None;
+    }
+    let rule = sd
+        .pressure_rule(pid as u32, std::path::Path::new("/sys/fs/cgroup"))
+        .ok()??;
+    eprintln!(
+        "oomguard: guard: watching systemd-oomd's rule on {} (pressure {}% for {} s)",
+        rule.unit, rule.limit_pct, rule.duration_s
+    );
+    Some(rule)
+}
+
 /// Guard the job on a thread until it ends (or `stop` is set). Events go to stderr and to
 /// `events.log` in the job's directory.
 fn start_guard(
@@ -214,6 +241,8 @@ pub fn run(args: Args) -> Result<u8> {
         &started.job.log,
         &started.job.layers,
     );
+    let mut guard = guard;
+    guard.oomd = oomd_exposure(started.job.pid, &started.job.layers);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let g = start_guard(
         &state,
@@ -292,6 +321,8 @@ fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig
         if report.ok {
             // The supervisor guards the job while it waits for it.
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut guard = guard;
+            guard.oomd = oomd_exposure(report.pid, &report.layers);
             let g = start_guard(state, &report.id, report.pid, guard, stop.clone());
             if let Ok(end) = spawn::wait(report.pid) {
                 spawn::record_end(state, &report.id, &end);

@@ -34,6 +34,9 @@ pub struct GuardConfig {
     pub valve: bool,
     /// Seconds between the valve's warning (and checkpoint) and lowering the shield.
     pub valve_grace_s: f64,
+    /// systemd-oomd's pressure rule over the job, when the job is exposed to it (its
+    /// systemd-oomd layer is not applied).
+    pub oomd: Option<crate::host::systemd::PressureRule>,
 }
 
 impl Default for GuardConfig {
@@ -44,6 +47,7 @@ impl Default for GuardConfig {
             min_interval_s: 60.0,
             valve: true,
             valve_grace_s: 10.0,
+            oomd: None,
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct Guard {
     memcg: Option<(String, PathBuf, u64)>,
     memcg_checked: Option<f64>,
     memcg_backoff: f64,
+    /// Since when the watched unit's pressure has been above systemd-oomd's limit.
+    oomd_above_since: Option<f64>,
 }
 
 impl Guard {
@@ -158,6 +164,7 @@ impl Guard {
             memcg: None,
             memcg_checked: None,
             memcg_backoff: 1.0,
+            oomd_above_since: None,
         }
     }
 
@@ -233,6 +240,27 @@ impl Guard {
                 avail,
                 (t.mem_total_kib + t.swap_total_kib) * 1024,
                 rate,
+                &th,
+            ));
+        }
+        if let Some(rule) = &self.cfg.oomd
+            && let Ok(p) = crate::host::psi::read_pressure(&rule.pressure_file)
+        {
+            // systemd-oomd compares `full avg10` with the limit once a second and kills when
+            // it stays above for the rule's duration.
+            let avg10 = p.full.avg10 as f64;
+            if avg10 > rule.limit_pct {
+                self.oomd_above_since.get_or_insert(now);
+            } else {
+                self.oomd_above_since = None;
+            }
+            let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
+            threats.push(risk::oomd_pressure(
+                &rule.unit,
+                avg10,
+                rule.limit_pct,
+                above_for,
+                rule.duration_s,
                 &th,
             ));
         }

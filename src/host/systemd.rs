@@ -30,6 +30,51 @@ pub struct Watch {
     pub rules: Vec<&'static str>,
 }
 
+/// systemd-oomd's memory-pressure rule over a job: the watched unit, its cgroup's
+/// `memory.pressure`, the limit and how long pressure may stay above it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressureRule {
+    pub unit: String,
+    pub pressure_file: std::path::PathBuf,
+    pub limit_pct: f64,
+    pub duration_s: f64,
+}
+
+/// oomd.conf and its drop-ins under `root` (`/` in production), in systemd's order.
+pub fn read_oomd_conf(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(t) = std::fs::read_to_string(root.join("etc/systemd/oomd.conf")) {
+        out.push(t);
+    }
+    let mut drop_ins: Vec<(std::ffi::OsString, std::path::PathBuf)> = Vec::new();
+    for d in [
+        "usr/lib/systemd/oomd.conf.d",
+        "usr/local/lib/systemd/oomd.conf.d",
+        "run/systemd/oomd.conf.d",
+        "etc/systemd/oomd.conf.d",
+    ] {
+        for e in std::fs::read_dir(root.join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name();
+            if name.to_string_lossy().ends_with(".conf") {
+                // A file in a later directory masks one of the same name.
+                drop_ins.retain(|(n, _)| *n != name);
+                drop_ins.push((name, e.path()));
+            }
+        }
+    }
+    drop_ins.sort_by(|a, b| a.0.cmp(&b.0));
+    out.extend(
+        drop_ins
+            .iter()
+            .filter_map(|(_, p)| std::fs::read_to_string(p).ok()),
+    );
+    out
+}
+
 /// A system-bus connection to PID 1.
 pub struct Systemd {
     conn: Connection,
@@ -131,6 +176,42 @@ impl Systemd {
             name = parent;
         }
         Ok(None)
+    }
+
+    /// systemd-oomd's pressure rule over `pid`, if one watches it: the unit, its
+    /// `memory.pressure` under `cgroup_root`, the unit's limit (or oomd.conf's default),
+    /// and the duration (the unit's, systemd >= 257, or oomd.conf's).
+    pub fn pressure_rule(&self, pid: u32, cgroup_root: &Path) -> Result<Option<PressureRule>> {
+        let Some(w) = self.oomd_watch(pid)? else {
+            return Ok(None);
+        };
+        if !w.rules.contains(&"ManagedOOMMemoryPressure=kill") {
+            return Ok(None);
+        }
+        let path = self.unit_path(&w.watched_by)?;
+        let iface = iface_of(&w.watched_by);
+        let (_, def_limit, def_duration) =
+            crate::model::armed::oomd_conf(&read_oomd_conf(Path::new("/")));
+        // A fraction of 2^32 (systemd >= 249; 0 = oomd's default).
+        let limit_pct =
+            match self.prop::<u32>(path.as_str(), iface, "ManagedOOMMemoryPressureLimit") {
+                Ok(0) | Err(_) => def_limit,
+                Ok(v) => v as f64 / 4_294_967_296.0 * 100.0,
+            };
+        let duration_s =
+            match self.prop::<u64>(path.as_str(), iface, "ManagedOOMMemoryPressureDurationUSec") {
+                Ok(us) if us > 0 && us != u64::MAX => us as f64 / 1e6,
+                _ => def_duration,
+            };
+        let cg: String = self.prop(path.as_str(), iface, "ControlGroup")?;
+        Ok(Some(PressureRule {
+            unit: w.watched_by,
+            pressure_file: cgroup_root
+                .join(cg.trim_start_matches('/'))
+                .join("memory.pressure"),
+            limit_pct,
+            duration_s,
+        }))
     }
 
     /// The memory limits a job gives up by leaving `unit` for `slice`: the tightest
