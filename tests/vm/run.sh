@@ -4,29 +4,38 @@
 # installed as the systemd service dist/oomguard.service, runs the scenarios in one boot and
 # prints each one's outcome. Exits non-zero when a protected job died or a control survived.
 #
-# Usage: tests/vm/run.sh [SCENARIO...]   (oomd protect memcg earlyoom top valve history; default: all)
-# Needs root, mmdebstrap, qemu-system-x86, e2fsprogs. OOMGUARD_BIN overrides the binary.
+# Usage: tests/vm/run.sh [SCENARIO...]   (oomd protect memcg earlyoom top valve oomdckpt history;
+# default: all). Needs root, mmdebstrap, qemu-system-x86, e2fsprogs. OOMGUARD_BIN overrides the
+# binary; OOMGUARD_DEB=path/to/oomguard_*.deb installs the package with dpkg -i instead (and
+# checks the install: unit enabled and running, man page, completions).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 t0=$(date +%s)
 "$here/build-image.sh"
-if [ -z "${OOMGUARD_BIN:-}" ]; then
-  (cd "$repo" && cargo build --release -q)
-  OOMGUARD_BIN=$repo/target/release/oomguard
-fi
 work=$(mktemp -d "$here/cache/work.XXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 mkdir "$root"
 tar -C "$root" -xf "$here/cache/rootfs.tar"
-install -s -m 755 "$OOMGUARD_BIN" "$root/usr/bin/oomguard"
-install -m 644 "$repo/dist/oomguard.service" "$root/etc/systemd/system/oomguard.service"
-sed -i 's#^ExecStart=[^ ]*oomguard#ExecStart=/usr/bin/oomguard#' "$root/etc/systemd/system/oomguard.service"
 mkdir -p "$root/lab" "$root/etc/systemd/system/multi-user.target.wants"
+if [ -n "${OOMGUARD_DEB:-}" ]; then
+  # The Debian package, installed with dpkg -i inside the VM by lab.sh (its postinst enables
+  # and starts the daemon).
+  cp "$OOMGUARD_DEB" "$root/lab/oomguard.deb"
+  echo "vm lab: installing $(basename "$OOMGUARD_DEB") with dpkg -i in the VM"
+else
+  if [ -z "${OOMGUARD_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release -q)
+    OOMGUARD_BIN=$repo/target/release/oomguard
+  fi
+  install -s -m 755 "$OOMGUARD_BIN" "$root/usr/bin/oomguard"
+  install -m 644 "$repo/dist/oomguard.service" "$root/etc/systemd/system/oomguard.service"
+  sed -i 's#^ExecStart=[^ ]*oomguard#ExecStart=/usr/bin/oomguard#' "$root/etc/systemd/system/oomguard.service"
+  ln -sf /etc/systemd/system/oomguard.service "$root/etc/systemd/system/multi-user.target.wants/oomguard.service"
+fi
 cp "$here"/lab/* "$root/lab/"
 cp "$repo/examples/train.py" "$root/lab/train.py"
-ln -sf /etc/systemd/system/oomguard.service "$root/etc/systemd/system/multi-user.target.wants/oomguard.service"
 cat > "$root/etc/systemd/system/lab.service" <<X
 [Unit]
 Description=oomguard VM lab scenarios

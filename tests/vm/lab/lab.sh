@@ -5,7 +5,7 @@
 exec > /dev/ttyS0 2>&1
 set -u
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-SCENARIOS=${*:-oomd protect memcg earlyoom top valve history}
+SCENARIOS=${*:-oomd protect memcg earlyoom top valve oomdckpt history}
 U=/run/user/1000
 as_user() { runuser -u user -- env XDG_RUNTIME_DIR=$U DBUS_SESSION_BUS_ADDRESS=unix:path=$U/bus HOME=/home/user "$@"; }
 result() { echo "LAB RESULT $1 $2 ${*:3}"; }
@@ -22,6 +22,28 @@ crunch_off() {
 }
 
 echo "LAB BOOTED $(uname -r) systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
+# The Debian package, when the lab was given one: install it as a user would, and check what
+# its postinst must do (unit enabled and running) and what it ships.
+if [ -f /lab/oomguard.deb ]; then
+  if out=$(dpkg -i /lab/oomguard.deb 2>&1); then
+    for i in $(seq 50); do systemctl is-active -q oomguard.service && break; sleep 0.2; done
+    missing=""
+    systemctl is-enabled -q oomguard.service || missing+=" unit-not-enabled"
+    systemctl is-active -q oomguard.service || missing+=" daemon-not-running"
+    [ "$(systemctl show -p ExecStart --value oomguard.service | grep -o 'path=[^ ;]*')" = "path=/usr/bin/oomguard" ] || missing+=" execstart"
+    for f in /usr/bin/oomguard /usr/share/man/man1/oomguard.1.gz /usr/share/bash-completion/completions/oomguard /etc/oomguard/config.toml; do
+      [ -e "$f" ] || missing+=" $f"
+    done
+    dpkg-query -W -f='${Conffiles}' oomguard | grep -q /etc/oomguard/config.toml || missing+=" conffile"
+    if [ -z "$missing" ]; then
+      echo "LAB RESULT deb PASS dpkg -i installed $(dpkg-query -W -f='${Package} ${Version}' oomguard); unit enabled and running /usr/bin/oomguard; man page, completions, conffile"
+    else
+      echo "LAB RESULT deb FAIL missing:$missing"
+    fi
+  else
+    echo "LAB RESULT deb FAIL dpkg -i failed: $(echo "$out" | tail -3 | tr '\n' ' ')"
+  fi
+fi
 for i in $(seq 100); do [ -S $U/bus ] && systemctl is-active -q oomguard.service && break; sleep 0.2; done
 echo "LAB INFO user-manager $(systemctl is-active user@1000.service) oomguard $(systemctl is-active oomguard.service) oomd $(systemctl is-active systemd-oomd)"
 
@@ -154,6 +176,36 @@ scenario_valve() {
   else
     result $s FAIL "$(tr '\n' ' ' < /tmp/valve.out | tail -c 300)"
   fi
+}
+
+# The guard warns before systemd-oomd kills a job run without the shield (no daemon, so
+# `--allow-unprotected`): the job's checkpoint lands before the kill of its terminal scope.
+scenario_oomdckpt() {
+  local s=oomdckpt
+  systemctl stop oomguard.service
+  rm -f /tmp/ockpt.json
+  crunch_on
+  user_job ockpt oomguard run --allow-unprotected --no-notify --checkpoint-signal USR1 --log /tmp/ockpt.log -- \
+    python3 /lab/train.py --hold-mib 250 --steps 100000 --step-seconds 0.1 --checkpoint /tmp/ockpt.json
+  local job; job=$(newest "train.py --hold-mib 250")
+  wait_end "$job" 60
+  crunch_off
+  systemctl start oomguard.service
+  log $s "$(grep -vE '^train:' /tmp/ockpt.out | tail -12)"
+  log $s "$(cat /home/user/.local/state/oomguard/jobs/*/events.log 2>/dev/null | tail -5)"
+  log $s "$(oomd_kills 1)"
+  local out
+  out=$(oomguard history --json --killer systemd-oomd | python3 -c '
+import json, os, sys, datetime
+ev = [e for e in json.load(sys.stdin) if "app-lab-ockpt-" in (e["cgroup"] or "")]
+if len(ev) != 1: print(f"FAIL {len(ev)} oomd kills of the job scope"); sys.exit()
+kill = datetime.datetime.fromisoformat(ev[0]["time"]).timestamp()
+if not os.path.exists("/tmp/ockpt.json"): print("FAIL no checkpoint before the kill"); sys.exit()
+lead = kill - os.path.getmtime("/tmp/ockpt.json")
+r = ev[0]["reason"]
+print(("PASS" if lead > 0 else "FAIL") + f" checkpoint {lead:.1f} s before systemd-oomd killed the unshielded job ({r})")')
+  if kill -0 "$job" 2>/dev/null || grep -q DONE /tmp/ockpt.log; then result $s FAIL "the unshielded job was not killed: the scenario tests nothing"; return; fi
+  result $s ${out%% *} "${out#* }"
 }
 
 # `oomguard history` finds the kills of the scenarios above, each once, with the right
