@@ -150,6 +150,7 @@ fn examine(m: &Machine, pid: i32, host: &HostArgs) -> Result<(String, Vec<Threat
                         r.limit_pct.unwrap_or(o.default_pressure_limit_pct),
                         0.0,
                         r.duration_s.unwrap_or(o.default_pressure_duration_s),
+                        None,
                         &th,
                     ));
                 }

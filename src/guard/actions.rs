@@ -72,27 +72,33 @@ pub fn signal_name(sig: Signal) -> String {
 impl Actions {
     /// Fire every configured action for `threat`. Failures are logged, never fatal.
     pub fn fire(&self, job_id: &str, pid: i32, pidfd: Option<&OwnedFd>, threat: &Threat) {
-        let eta = threat.eta_s.map(|e| format!("{e:.1}")).unwrap_or_default();
-        self.log(&format!(
-            "job {job_id} (pid {pid}) in danger from {}: {}",
-            threat.killer.name(),
-            threat.detail
-        ));
-        if let Some(sig) = self.checkpoint_signal {
-            let sent = match pidfd {
+        // The signal first: under a memory crunch every allocation (a log line) may stall,
+        // and the checkpoint must not wait for our bookkeeping.
+        let sent = self.checkpoint_signal.map(|sig| {
+            let r = match pidfd {
                 Some(fd) => rustix::process::pidfd_send_signal(fd, sig),
                 None => rustix::process::Pid::from_raw(pid)
                     .map_or(Err(rustix::io::Errno::SRCH), |p| {
                         rustix::process::kill_process(p, sig)
                     }),
             };
-            match sent {
-                Ok(()) => self.log(&format!(
-                    "sent checkpoint signal {} to job {job_id} (pid {pid})",
-                    signal_name(sig)
-                )),
-                Err(e) => self.log(&format!("could not signal job {job_id} (pid {pid}): {e}")),
+            (sig, r)
+        });
+        let eta = threat.eta_s.map(|e| format!("{e:.1}")).unwrap_or_default();
+        self.log(&format!(
+            "job {job_id} (pid {pid}) in danger from {}: {}",
+            threat.killer.name(),
+            threat.detail
+        ));
+        match sent {
+            Some((sig, Ok(()))) => self.log(&format!(
+                "sent checkpoint signal {} to job {job_id} (pid {pid})",
+                signal_name(sig)
+            )),
+            Some((_, Err(e))) => {
+                self.log(&format!("could not signal job {job_id} (pid {pid}): {e}"))
             }
+            None => {}
         }
         if let Some(cmd) = &self.on_risk {
             let r = std::process::Command::new("sh")

@@ -55,6 +55,48 @@ impl Default for GuardConfig {
 /// Seconds after the guard starts during which growth gives no time estimates.
 pub const WARMUP_S: f64 = 5.0;
 
+/// A file kept open and re-read from offset 0 with `pread` into a fixed buffer. Opening a
+/// /proc or cgroup file anew allocates a kernel buffer each time, and that allocation is
+/// charged to the reader's memory cgroup: a guard that lives in the job's own cgroup (a
+/// user's `oomguard run`) would be throttled by the very `MemoryHigh` it watches, for
+/// seconds per read. Kept open, the buffer is allocated once.
+#[derive(Debug, Default)]
+struct Kept {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Kept {
+    fn new(path: PathBuf) -> Kept {
+        Kept { path, file: None }
+    }
+
+    /// The file's content now (up to `buf.len()` bytes); reopens once after an error.
+    fn read<'b>(&mut self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        use std::os::unix::fs::FileExt;
+        for _ in 0..2 {
+            if self.file.is_none() {
+                self.file = std::fs::File::open(&self.path).ok();
+            }
+            match self.file.as_ref()?.read_at(buf, 0) {
+                Ok(n) => return Some(&buf[..n]),
+                Err(_) => self.file = None,
+            }
+        }
+        None
+    }
+}
+
+/// `full avg10` from a PSI file's bytes.
+fn full_avg10(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    let line = s.lines().find(|l| l.starts_with("full "))?;
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("avg10="))?;
+    v.parse().ok()
+}
+
 /// The outcome of one step.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -134,6 +176,38 @@ pub struct Guard {
     memcg_backoff: f64,
     /// Since when the watched unit's pressure has been above systemd-oomd's limit.
     oomd_above_since: Option<f64>,
+    /// A PSI trigger on the watched unit's `memory.pressure` (see [`psi_trigger`]).
+    psi: Option<OwnedFd>,
+    /// `OOMGUARD_TRACE=1`: print every step's nearest threat on stderr.
+    trace: bool,
+    meminfo: Kept,
+    memcg_usage_file: Kept,
+    oomd_pressure: Kept,
+    /// The watched unit's memory pressure is over a quarter of oomd's limit.
+    crunch: bool,
+    oomd_avg10: Series,
+}
+
+/// A PSI trigger on systemd-oomd's watched unit: it wakes the guard as soon as the unit's
+/// tasks were all stalled on memory for more than the rule's limit of a 2 s window (the
+/// shortest window unprivileged users may ask for). systemd-oomd needs its 10 s average
+/// above the limit for the rule's duration, so this comes first. The guard may itself be
+/// throttled under the unit's `MemoryHigh` (it lives in the same cgroup when run by a
+/// user); waiting in `poll` costs no allocation, so it still wakes in time.
+fn psi_trigger(rule: &crate::host::systemd::PressureRule) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        &rule.pressure_file,
+        OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let window_us = 2_000_000u64;
+    let stall_us = ((rule.limit_pct / 100.0) * window_us as f64) as u64;
+    // The trailing NUL is required (facts.md).
+    let spec = format!("full {} {window_us}\0", stall_us.clamp(1, window_us));
+    rustix::io::write(&fd, spec.as_bytes()).ok()?;
+    Some(fd)
 }
 
 impl Guard {
@@ -147,6 +221,14 @@ impl Guard {
         let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
+        let psi = cfg.oomd.as_ref().and_then(psi_trigger);
+        let meminfo = Kept::new(procfs.root().join("meminfo"));
+        let oomd_pressure = Kept::new(
+            cfg.oomd
+                .as_ref()
+                .map(|r| r.pressure_file.clone())
+                .unwrap_or_default(),
+        );
         Guard {
             job_id: job_id.into(),
             pid,
@@ -165,12 +247,23 @@ impl Guard {
             memcg_checked: None,
             memcg_backoff: 1.0,
             oomd_above_since: None,
+            psi,
+            trace: std::env::var_os("OOMGUARD_TRACE").is_some_and(|v| v == "1"),
+            meminfo,
+            memcg_usage_file: Kept::default(),
+            oomd_pressure,
+            crunch: false,
+            oomd_avg10: Series::default(),
         }
     }
 
     /// Sample, judge, and fire the actions if this is a new episode of danger.
     pub fn step(&mut self) -> Step {
-        let totals = self.procfs.meminfo().ok();
+        let mut buf = [0u8; 8192];
+        let totals = self
+            .meminfo
+            .read(&mut buf)
+            .and_then(crate::host::proc::parse_meminfo);
         self.step_with(totals)
     }
 
@@ -184,7 +277,12 @@ impl Guard {
         } else {
             self.memcg_backoff
         };
-        if self.memcg_checked.is_none_or(|t| now - t >= every) {
+        // In a crunch (the watched unit's memory is stalling) look nothing up: opening the
+        // files allocates kernel memory, charged to our cgroup, which may be the throttled one.
+        if self
+            .memcg_checked
+            .is_none_or(|t| now - t >= every && !self.crunch)
+        {
             self.memcg_checked = Some(now);
             self.memcg_backoff = (self.memcg_backoff * 2.0).min(60.0);
             let cgroup_file = self.procfs.root().join(self.pid.to_string()).join("cgroup");
@@ -221,10 +319,39 @@ impl Guard {
         // A job's start-up allocation (loading a model, a dataset) is a steep climb that stops:
         // no time estimates during the first WARMUP_S seconds; the 95 % rule still applies.
         let warm = now >= WARMUP_S;
+        let mut pbuf = [0u8; 256];
+        if let Some(rule) = &self.cfg.oomd
+            && let Some(avg10) = self.oomd_pressure.read(&mut pbuf).and_then(full_avg10)
+        {
+            // systemd-oomd compares `full avg10` with the limit once a second and kills when
+            // it stays above for the rule's duration.
+            self.crunch = avg10 > rule.limit_pct / 4.0;
+            if avg10 > rule.limit_pct {
+                self.oomd_above_since.get_or_insert(now);
+            } else {
+                self.oomd_above_since = None;
+            }
+            let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
+            let rate = self.oomd_avg10.push(now, avg10).filter(|_| warm);
+            threats.push(risk::oomd_pressure(
+                &rule.unit,
+                avg10,
+                rule.limit_pct,
+                above_for,
+                rule.duration_s,
+                rate,
+                &th,
+            ));
+        }
         if let Some((name, usage_file, limit)) = self.limiting_memcg(now) {
-            match std::fs::read_to_string(&usage_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+            if self.memcg_usage_file.path != usage_file {
+                self.memcg_usage_file = Kept::new(usage_file.clone());
+            }
+            let mut buf = [0u8; 64];
+            match self
+                .memcg_usage_file
+                .read(&mut buf)
+                .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u64>().ok())
             {
                 Some(usage) => {
                     let rate = self.memcg_usage.push(now, usage as f64).filter(|_| warm);
@@ -243,27 +370,6 @@ impl Guard {
                 &th,
             ));
         }
-        if let Some(rule) = &self.cfg.oomd
-            && let Ok(p) = crate::host::psi::read_pressure(&rule.pressure_file)
-        {
-            // systemd-oomd compares `full avg10` with the limit once a second and kills when
-            // it stays above for the rule's duration.
-            let avg10 = p.full.avg10 as f64;
-            if avg10 > rule.limit_pct {
-                self.oomd_above_since.get_or_insert(now);
-            } else {
-                self.oomd_above_since = None;
-            }
-            let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
-            threats.push(risk::oomd_pressure(
-                &rule.unit,
-                avg10,
-                rule.limit_pct,
-                above_for,
-                rule.duration_s,
-                &th,
-            ));
-        }
         let nearest = risk::nearest(&threats).cloned();
         let level = nearest.as_ref().map_or(Level::Ok, |t| t.level);
         let fired = self.episode.update(level, now, self.cfg.min_interval_s);
@@ -279,6 +385,14 @@ impl Guard {
             self.valve_warned_at = None;
         }
         let next_in = next_interval(level, nearest.as_ref(), self.memcg_usage.rising());
+        if self.trace {
+            eprintln!(
+                "oomguard: trace: t={now:.1} {:?} next {:?}: {}",
+                level,
+                next_in,
+                nearest.as_ref().map_or(String::new(), |t| t.detail.clone())
+            );
+        }
         Step {
             threats,
             nearest,
@@ -402,7 +516,45 @@ impl Guard {
     pub fn run(&mut self, stop: impl Fn() -> bool) {
         while !stop() && !self.job_exited() {
             let step = self.step();
-            std::thread::sleep(step.next_in);
+            if self.psi.is_some() {
+                self.wait_psi(step.next_in);
+            } else {
+                std::thread::sleep(step.next_in);
+            }
+        }
+    }
+
+    /// Wait up to `d` for the PSI trigger; when it fires, act at once on systemd-oomd.
+    fn wait_psi(&mut self, d: Duration) {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let Some(fd) = self.psi.as_ref() else {
+            return;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::PRI)];
+        let ts = rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        };
+        let fired = matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+            && fds[0].revents().contains(PollFlags::PRI);
+        if fired && let Some(rule) = self.cfg.oomd.clone() {
+            let threat = Threat {
+                killer: crate::model::killer::KillerId::SystemdOomd,
+                subject: format!("pressure on {}", rule.unit),
+                level: Level::Danger,
+                fraction: 1.0,
+                eta_s: Some(rule.duration_s),
+                detail: format!(
+                    "every task of {} was stalled on memory for over {}% of the last 2 s; \
+                     systemd-oomd kills when its 10 s average stays above {}% for {} s \
+                     (estimate: within {} s)",
+                    rule.unit, rule.limit_pct, rule.limit_pct, rule.duration_s, rule.duration_s
+                ),
+            };
+            self.fire_now(&threat);
+        } else if fds[0].revents().contains(PollFlags::ERR) {
+            // The cgroup went away: stop using the trigger.
+            self.psi = None;
         }
     }
 }
@@ -441,6 +593,29 @@ fn next_interval(level: Level, nearest: Option<&Threat>, rising: bool) -> Durati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_psi_trigger_opens_on_a_real_pressure_file() {
+        let rule = crate::host::systemd::PressureRule {
+            unit: "test".into(),
+            pressure_file: "/proc/pressure/memory".into(),
+            limit_pct: 50.0,
+            duration_s: 20.0,
+        };
+        if !rule.pressure_file.exists() {
+            eprintln!("SKIP: no /proc/pressure/memory (kernel without PSI)");
+            return;
+        }
+        assert!(
+            psi_trigger(&rule).is_some(),
+            "full 1000000 2000000 trigger refused"
+        );
+        let bad = crate::host::systemd::PressureRule {
+            pressure_file: "/nonexistent/memory.pressure".into(),
+            ..rule
+        };
+        assert!(psi_trigger(&bad).is_none());
+    }
 
     #[test]
     fn a_startup_jump_is_not_a_sustained_rate() {

@@ -167,18 +167,27 @@ pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds
 }
 
 /// systemd-oomd's pressure rule for the monitored unit: it kills when `full avg10` stays above
-/// `limit_pct` for `duration_s` (with reclaim). `above_for_s` is how long it has been above.
+/// `limit_pct` for `duration_s` (with reclaim). `above_for_s` is how long it has been above;
+/// `rate_pct_per_s` is how fast `full avg10` is rising (sustained), which gives an estimate
+/// before it crosses: the time to reach the limit, plus the duration.
 pub fn oomd_pressure(
     unit: &str,
     full_avg10: f64,
     limit_pct: f64,
     above_for_s: f64,
     duration_s: f64,
+    rate_pct_per_s: Option<f64>,
     th: &Thresholds,
 ) -> Threat {
     let limit = limit_pct.max(0.01);
     let above = full_avg10 > limit;
-    let eta_s = above.then(|| (duration_s - above_for_s).max(0.0));
+    let eta_s = if above {
+        Some((duration_s - above_for_s).max(0.0))
+    } else {
+        rate_pct_per_s
+            .filter(|r| *r > 0.0)
+            .map(|r| (limit - full_avg10) / r + duration_s)
+    };
     // Below the limit the fraction is the pressure's share of it; above, it runs on to 1 with time.
     let fraction = if above {
         0.5 + 0.5 * (above_for_s / duration_s.max(0.001)).min(1.0)
@@ -193,11 +202,15 @@ pub fn oomd_pressure(
         eta_s,
         detail: format!(
             "memory pressure on {unit} is {full_avg10:.2}% of its {limit_pct:.0}% limit{}",
-            match eta_s {
-                Some(e) => format!(
+            match (above, eta_s) {
+                (true, Some(e)) => format!(
                     ", above it for {above_for_s:.0} s of {duration_s:.0} s: kills in {e:.0} s if it stays"
                 ),
-                None => String::new(),
+                (false, Some(e)) => format!(
+                    ", rising {:.1} points/s: may kill in {e:.0} s (estimate: crossing, then {duration_s:.0} s above)",
+                    rate_pct_per_s.unwrap_or(0.0)
+                ),
+                _ => String::new(),
             }
         ),
     }
@@ -379,9 +392,16 @@ mod tests {
     #[test]
     fn oomd_pressure_counts_down_the_duration() {
         let th = Thresholds::default();
-        let calm = oomd_pressure("user@1000.service", 10.0, 50.0, 0.0, 20.0, &th);
+        let calm = oomd_pressure("user@1000.service", 10.0, 50.0, 0.0, 20.0, None, &th);
         assert_eq!((calm.level, calm.eta_s), (Level::Ok, None));
-        let hot = oomd_pressure("user@1000.service", 57.97, 50.0, 12.0, 20.0, &th);
+        let hot = oomd_pressure("user@1000.service", 57.97, 50.0, 12.0, 20.0, None, &th);
+        // Rising 10 points a second towards a 50% limit held for 5 s: danger before crossing.
+        let rising = oomd_pressure("user@1000.service", 34.0, 50.0, 0.0, 5.0, Some(10.0), &th);
+        assert_eq!(rising.level, Level::Danger, "{}", rising.detail);
+        assert!((rising.eta_s.unwrap() - 6.6).abs() < 1e-9);
+        // The same rise under a 20 s duration leaves time: not yet danger.
+        let slow = oomd_pressure("user@1000.service", 34.0, 50.0, 0.0, 20.0, Some(10.0), &th);
+        assert_ne!(slow.level, Level::Danger);
         assert_eq!((hot.level, hot.eta_s), (Level::Danger, Some(8.0)));
         assert!(
             hot.detail.contains("57.97% of its 50% limit"),
