@@ -2,7 +2,6 @@
 //! (`/` in production, a temp dir laid out like one in tests).
 
 pub mod adj;
-pub mod armed;
 pub mod cgroup;
 pub mod logs;
 pub mod proc;
