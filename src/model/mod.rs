@@ -1,6 +1,7 @@
 //! Pure model code: no I/O. Everything here is computed from values the `host`
 //! readers gathered, so it can be tested with fixtures and fuzzed.
 
+pub mod armed;
 pub mod badness;
 pub mod event;
 pub mod killer;
