@@ -3,6 +3,7 @@
 
 pub mod adj;
 pub mod cgroup;
+pub mod oomd;
 pub mod proc;
 pub mod psi;
 pub mod systemd;

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::job::layers::{Layer, State};
+
 /// systemd-oomd's compiled-in defaults (`src/oom/oomd.h`).
 pub const OOMD_SWAP_USED_LIMIT_PCT: f64 = 90.0;
 pub const OOMD_PRESSURE_LIMIT_PCT: f64 = 60.0;
@@ -648,6 +650,9 @@ pub fn oomguard_scope(path: &str) -> Option<&str> {
         .find(|c| c.starts_with("oomguard-") && c.ends_with(".scope"))
 }
 
+/// The remedy where nothing needs doing.
+pub const NOTHING: &str = "nothing to do";
+
 const RUN: &str = "run long jobs with `oomguard run -- CMD`";
 
 fn protect(pid: i32) -> String {
@@ -689,14 +694,14 @@ pub fn kernel_finding(k: &KernelSettings, who: Option<&Subject>) -> Finding {
     let mut remedy = match who {
         Some(s) if s.shielded_from_kernel() => {
             detail.push_str(&format!(
-                ". Process {} has oom_score_adj -1000: the kernel never picks it",
+                "; process {} has oom_score_adj -1000: the kernel never picks it",
                 s.pid
             ));
             "nothing: it is shielded from the kernel".to_owned()
         }
         Some(s) => {
             detail.push_str(&format!(
-                ". Process {} ({}) has oom_score_adj {}: the kernel may pick it",
+                "; process {} ({}) has oom_score_adj {}: the kernel may pick it",
                 s.pid, s.name, s.oom_score_adj
             ));
             format!("{} sets its oom_score_adj to -1000", protect(s.pid))
@@ -786,7 +791,7 @@ pub fn memcg_finding(c: &CgroupState, who: Option<&Subject>) -> Finding {
                 status: Status::NotApplicable,
                 detail: "no memory cgroup controller is mounted: only a global OOM can happen"
                     .into(),
-                remedy: "nothing".into(),
+                remedy: NOTHING.into(),
             };
         }
     };
@@ -808,7 +813,7 @@ pub fn memcg_finding(c: &CgroupState, who: Option<&Subject>) -> Finding {
                 "{ctrl}; no memory limit on process {}'s cgroup or its ancestors",
                 s.pid
             ),
-            remedy: "nothing".into(),
+            remedy: NOTHING.into(),
         },
         Some(g) => {
             let limit = g.limit_bytes.unwrap_or(0);
@@ -869,7 +874,7 @@ pub fn oomd_finding(o: &OomdState, swap_total_kib: u64, who: Option<&Subject>) -
             } else {
                 "systemd-oomd is not running (systemd is not PID 1 here)".into()
             },
-            remedy: "nothing".into(),
+            remedy: NOTHING.into(),
         };
     }
     let conf = format!(
@@ -914,7 +919,7 @@ pub fn oomd_finding(o: &OomdState, swap_total_kib: u64, who: Option<&Subject>) -
                     path
                 }
             ),
-            remedy: "nothing".into(),
+            remedy: NOTHING.into(),
         };
     }
     let live: Vec<&&OomdRule> = covering.iter().filter(|r| !no_swap(r)).collect();
@@ -957,6 +962,77 @@ pub fn oomd_finding(o: &OomdState, swap_total_kib: u64, who: Option<&Subject>) -
         status: Status::Armed,
         detail,
         remedy,
+    }
+}
+
+/// The kernel layer of a process: only oom_score_adj -1000 exempts it. `unkillable` names why
+/// the kernel never picks it otherwise (init, a kernel thread).
+pub fn kernel_layer(s: &Subject, unkillable: Option<&str>) -> Layer {
+    const L: &str = "kernel";
+    if s.shielded_from_kernel() {
+        Layer::new(
+            L,
+            State::Applied,
+            "oom_score_adj -1000: the kernel never picks it",
+        )
+    } else if let Some(why) = unkillable {
+        Layer::new(L, State::NotApplicable, format!("never picked: {why}"))
+    } else {
+        Layer::new(
+            L,
+            State::Failed,
+            format!(
+                "oom_score_adj {}: the kernel may pick it; {}",
+                s.oom_score_adj,
+                protect(s.pid)
+            ),
+        )
+    }
+}
+
+/// The systemd-oomd layer of a process: omitted (oomguard scope or `user.oomd_omit`), not
+/// watched, or exposed to a rule.
+pub fn oomd_layer(o: &OomdState, swap_total_kib: u64, s: &Subject) -> Layer {
+    const L: &str = "systemd-oomd";
+    if !o.running {
+        return Layer::new(L, State::NotApplicable, "systemd-oomd is not running");
+    }
+    let path = s.cgroup_v2.as_deref().unwrap_or("");
+    let live: Vec<String> = o
+        .rules
+        .iter()
+        .filter(|r| r.covers(path) && !(r.kind == RuleKind::Swap && swap_total_kib == 0))
+        .map(OomdRule::describe)
+        .collect();
+    if live.is_empty() {
+        return Layer::new(
+            L,
+            State::NotApplicable,
+            "no systemd-oomd rule that can fire here watches its cgroup",
+        );
+    }
+    if let Some(scope) = &s.oomguard_scope {
+        Layer::new(
+            L,
+            State::Applied,
+            format!("in {scope}, which systemd-oomd omits (ManagedOOMPreference=omit)"),
+        )
+    } else if s.oomd_omit {
+        Layer::new(
+            L,
+            State::Applied,
+            "its cgroup carries user.oomd_omit (ManagedOOMPreference=omit)",
+        )
+    } else {
+        Layer::new(
+            L,
+            State::Failed,
+            format!(
+                "watched ({}) and not omitted; systemd-oomd ignores oom_score_adj; {}",
+                live.join("; "),
+                protect(s.pid)
+            ),
+        )
     }
 }
 
@@ -1045,7 +1121,7 @@ fn peer_finding(
             killer,
             status: Status::NotRunning,
             detail: format!("{killer} is not running"),
-            remedy: "nothing".into(),
+            remedy: NOTHING.into(),
         };
     };
     let mut detail = format!(
