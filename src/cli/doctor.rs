@@ -279,8 +279,12 @@ fn threats(r: &Report, nohang_conf: Option<&NohangConf>, who: &Subject) -> Vec<T
                     .unwrap_or(r.systemd_oomd.config.default_memory_pressure_duration_s);
                 let mut t = risk::oomd_pressure(&rule.unit, avg10, rule.limit_pct, 0.0, dur, &th);
                 if t.eta_s.is_some() {
-                    t.detail.push_str(
-                        " (one sample: how long it has been above is unknown, so the time is the longest it could be)",
+                    // One sample cannot tell how long it has been above: it may act at any moment.
+                    t.level = risk::Level::Danger;
+                    t.eta_s = None;
+                    t.detail = format!(
+                        "memory pressure on {} is {avg10:.2}% of its {:.0}% limit, above it: systemd-oomd kills once it stays above for {dur:.0} s (one sample: how long it has been above is unknown)",
+                        rule.unit, rule.limit_pct
                     );
                 }
                 out.push(t);

@@ -117,7 +117,7 @@ impl Default for OomdConf {
 /// The order systemd applies drop-ins in: every `*.conf` of every directory, sorted by file
 /// name; a name in a directory earlier in `dirs` (higher priority: /etc, /run, /usr/local/lib,
 /// /usr/lib) masks the same name further on. Returns `(dir, name)` pairs, applied in order.
-pub fn dropin_order<'a>(dirs: &'a [(String, Vec<String>)]) -> Vec<(&'a str, &'a str)> {
+pub fn dropin_order(dirs: &[(String, Vec<String>)]) -> Vec<(&str, &str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for (dir, names) in dirs {
         for n in names {
@@ -367,7 +367,7 @@ pub fn parse_oomctl(text: &str) -> Option<OomctlDump> {
             RuleKind::Swap => r.limit_pct = swap,
             RuleKind::MemoryPressure => {
                 // A unit without its own limit shows 0.00% (oomd then uses the default).
-                if !(r.limit_pct > 0.0) {
+                if r.limit_pct.is_nan() || r.limit_pct <= 0.0 {
                     r.limit_pct = lim;
                 }
                 r.duration_s = Some(r.duration_s.unwrap_or(dur));
@@ -937,7 +937,7 @@ pub fn oomd_finding(o: &OomdState, swap_total_kib: u64, who: Option<&Subject>) -
         "running{pid}; process {} ({}) in {path} is covered by: {}",
         s.pid,
         s.name,
-        watched.join("; ")
+        watched.join(" and ")
     );
     if live.is_empty() {
         return Finding {
@@ -1029,7 +1029,7 @@ pub fn oomd_layer(o: &OomdState, swap_total_kib: u64, s: &Subject) -> Layer {
             State::Failed,
             format!(
                 "watched ({}) and not omitted; systemd-oomd ignores oom_score_adj; {}",
-                live.join("; "),
+                live.join(" and "),
                 protect(s.pid)
             ),
         )
