@@ -207,7 +207,6 @@ fn systemd_oomd_conf_dropins_oomctl_and_a_fake_process() {
         "root/run/systemd/oomd.conf.d/50-lab.conf",
         "[OOM]\nDefaultMemoryPressureDurationSec=20s\n",
     );
-    f.tool("oomctl", "oomctl-dump.txt");
     // A v2 tree: the user manager at 12 % full pressure, the terminal job inside it.
     f.write("cgroup/cgroup.controllers", "cpu io memory pids\n");
     let svc = "cgroup/user.slice/user-1000.slice/user@1000.service";
@@ -232,6 +231,7 @@ fn systemd_oomd_conf_dropins_oomctl_and_a_fake_process() {
         &format!("0::{V2_TERMINAL}\n"),
     );
 
+    // Without oomctl (nor systemctl) on PATH: the settings come from the files alone.
     let v = f.json(&["4402"]);
     let o = &v["systemd_oomd"];
     assert_eq!(o["running"], true);
@@ -241,7 +241,16 @@ fn systemd_oomd_conf_dropins_oomctl_and_a_fake_process() {
     assert_eq!(o["config"]["default_memory_pressure_limit_pct"], 70.0);
     assert_eq!(o["config"]["default_memory_pressure_duration_s"], 20.0);
     assert_eq!(o["config"]["files"].as_array().unwrap().len(), 3, "{o:#}");
+    assert_eq!(o["rules_from"], "none");
+
+    // With oomctl: its rules, and the values the running daemon reports win over the files.
+    f.tool("oomctl", "oomctl-dump.txt");
+    let v = f.json(&["4402"]);
+    let o = &v["systemd_oomd"];
     assert_eq!(o["rules_from"], "oomctl");
+    assert_eq!(o["config"]["swap_used_limit_pct"], 90.0);
+    assert_eq!(o["config"]["default_memory_pressure_limit_pct"], 60.0);
+    assert_eq!(o["config"]["files"].as_array().unwrap().len(), 3, "{o:#}");
     let user = o["rules"]
         .as_array()
         .unwrap()

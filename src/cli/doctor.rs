@@ -179,6 +179,15 @@ fn oomd_state(host: &HostArgs, root: &Path, who: Option<&ProcInfo>) -> OomdState
     let mut errors = Vec::new();
     match oomd::oomctl_dump() {
         Ok(d) => {
+            // What systemd-oomd runs with now (the files may have changed since it started).
+            let c = &mut st.config;
+            c.swap_used_limit_pct = d.swap_used_limit_pct.unwrap_or(c.swap_used_limit_pct);
+            c.default_memory_pressure_limit_pct = d
+                .default_memory_pressure_limit_pct
+                .unwrap_or(c.default_memory_pressure_limit_pct);
+            c.default_memory_pressure_duration_s = d
+                .default_memory_pressure_duration_s
+                .unwrap_or(c.default_memory_pressure_duration_s);
             st.rules = d.rules;
             st.rules_from = "oomctl";
             return st;

@@ -854,6 +854,8 @@ pub struct OomdState {
     pub systemd: bool,
     pub running: bool,
     pub pid: Option<i32>,
+    /// Its settings: the config files over the defaults, then what the running daemon reports
+    /// through `oomctl` when it answers (`files` still names the files read).
     pub config: OomdConf,
     /// Where the rules came from: `oomctl`, `systemctl`, `dbus` or `none`.
     pub rules_from: &'static str,
