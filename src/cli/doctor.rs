@@ -398,6 +398,7 @@ pub fn doctor(args: &Args) -> anyhow::Result<Report> {
                 .map(str::to_owned),
             cgroup_v2: v2,
             oomd_omit: omit,
+            never_picked: badness::unkillable(p).map(|u| u.describe()),
         }
     });
     let mut report = Report {
@@ -471,9 +472,8 @@ pub fn doctor(args: &Args) -> anyhow::Result<Report> {
         ),
     ];
     if let (Some(p), Some(s)) = (&info, who) {
-        let unkillable = badness::unkillable(p).map(|u| u.describe());
         let mut layers = vec![
-            armed::kernel_layer(s, unkillable),
+            armed::kernel_layer(s),
             armed::oomd_layer(&report.systemd_oomd, swap, s),
         ];
         layers.push(eo_layer.unwrap_or_else(|| {

@@ -633,6 +633,8 @@ pub struct Subject {
     pub oomguard_scope: Option<String>,
     /// Its cgroup carries `user.oomd_omit` (ManagedOOMPreference=omit).
     pub oomd_omit: bool,
+    /// Why the kernel never picks it whatever its adj (init, a kernel thread), if so.
+    pub never_picked: Option<&'static str>,
 }
 
 impl Subject {
@@ -692,6 +694,15 @@ pub fn kernel_finding(k: &KernelSettings, who: Option<&Subject>) -> Finding {
         opt(k.oom_kill_allocating_task),
     );
     let mut remedy = match who {
+        Some(s) if s.never_picked.is_some() && !s.shielded_from_kernel() => {
+            detail.push_str(&format!(
+                "; process {} ({}) is never picked: {}",
+                s.pid,
+                s.name,
+                s.never_picked.unwrap_or_default()
+            ));
+            NOTHING.to_owned()
+        }
         Some(s) if s.shielded_from_kernel() => {
             detail.push_str(&format!(
                 "; process {} has oom_score_adj -1000: the kernel never picks it",
@@ -967,9 +978,9 @@ pub fn oomd_finding(o: &OomdState, swap_total_kib: u64, who: Option<&Subject>) -
     }
 }
 
-/// The kernel layer of a process: only oom_score_adj -1000 exempts it. `unkillable` names why
-/// the kernel never picks it otherwise (init, a kernel thread).
-pub fn kernel_layer(s: &Subject, unkillable: Option<&str>) -> Layer {
+/// The kernel layer of a process: only oom_score_adj -1000 exempts it (init and kernel threads
+/// are never picked anyway).
+pub fn kernel_layer(s: &Subject) -> Layer {
     const L: &str = "kernel";
     if s.shielded_from_kernel() {
         Layer::new(
@@ -977,7 +988,7 @@ pub fn kernel_layer(s: &Subject, unkillable: Option<&str>) -> Layer {
             State::Applied,
             "oom_score_adj -1000: the kernel never picks it",
         )
-    } else if let Some(why) = unkillable {
+    } else if let Some(why) = s.never_picked {
         Layer::new(L, State::NotApplicable, format!("never picked: {why}"))
     } else {
         Layer::new(
@@ -1352,6 +1363,7 @@ Id=lab.slice\nControlGroup=/lab.slice\nManagedOOMMemoryPressure=kill\nManagedOOM
             cgroup_v2: Some(cg.into()),
             oomguard_scope: oomguard_scope(cg).map(str::to_owned),
             oomd_omit: false,
+            never_picked: None,
         }
     }
 
@@ -1372,6 +1384,19 @@ Id=lab.slice\nControlGroup=/lab.slice\nManagedOOMMemoryPressure=kill\nManagedOOM
         assert!(f.remedy.contains("oomguard protect 42"), "{}", f.remedy);
         let f = kernel_finding(&k, Some(&subject(-1000, "/")));
         assert!(f.remedy.starts_with("nothing"), "{}", f.remedy);
+        let kthread = Subject {
+            never_picked: Some("it is a kernel thread"),
+            ..subject(0, "/")
+        };
+        let f = kernel_finding(&k, Some(&kthread));
+        assert!(
+            f.detail.contains("never picked: it is a kernel thread"),
+            "{}",
+            f.detail
+        );
+        assert_eq!(f.remedy, NOTHING);
+        assert_eq!(kernel_layer(&kthread).state, State::NotApplicable);
+        assert_eq!(kernel_layer(&subject(0, "/")).state, State::Failed);
         let p = KernelSettings {
             panic_on_oom: Some(1),
             overcommit_memory: Some(2),
