@@ -36,6 +36,17 @@ if d["cgroup"]["version"] != "v2" or not d["cgroup"]["v2_memory_controller"]:
     bad.append("cgroup: %s" % d["cgroup"]["version"])
 print("; ".join(bad))
 ' "$eo" <<< "$out" 2>&1)
+  # Without oomctl on PATH: the same rules through `systemctl show`.
+  mkdir -p /tmp/doctor-path && ln -sf "$(command -v systemctl)" /tmp/doctor-path/systemctl
+  out=$(env PATH=/tmp/doctor-path "$(command -v oomguard)" doctor --json 2>&1)
+  log $s "via systemctl: $(python3 -c 'import json,sys; o=json.load(sys.stdin)["systemd_oomd"]; print(o["rules_from"], o["rules"], o["error"])' <<< "$out" 2>&1)"
+  why+=$(python3 -c '
+import json, sys
+o = json.loads(sys.stdin.read())["systemd_oomd"]
+r = [r for r in o["rules"] if r["unit"] == "user@1000.service" and r["kind"] == "memory_pressure"]
+ok = o["rules_from"] == "systemctl" and r and abs(r[0]["limit_pct"] - 50.0) < 0.01
+print("" if ok else "; via systemctl show: %s %s %s" % (o["rules_from"], o["rules"], o["error"]))
+' <<< "$out" 2>&1)
   # With a PID: a user's terminal job is covered by the user@1000.service rule and not shielded.
   user_job dr python3 /lab/hold.py 20 20
   job=$(newest "hold.py 20 20")
@@ -60,7 +71,7 @@ print(("; " if bad else "") + "; ".join(bad))
   kill $eo 2>/dev/null; wait $eo 2>/dev/null
   why=${why#; }
   if [ -z "$why" ]; then
-    result $s PASS "systemd-oomd running with the user@.service 50% rule, earlyoom running, a terminal job shown exposed to systemd-oomd"
+    result $s PASS "systemd-oomd running with the user@.service 50% rule (via oomctl and via systemctl show), earlyoom running, a terminal job shown exposed to systemd-oomd"
   else
     result $s FAIL "$why"
   fi
