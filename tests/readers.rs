@@ -7,22 +7,11 @@ use oomguard::host::proc::ProcFs;
 use oomguard::host::psi::system_memory_pressure;
 use oomguard::model::killer::{KernelOom, Killer, Snapshot};
 
+mod common;
+use common::copy_tree;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Copy the fixture tree to a temp dir so a test can garble it.
-fn copy_tree(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dst).unwrap();
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 #[test]

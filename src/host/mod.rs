@@ -4,6 +4,7 @@
 pub mod adj;
 pub mod cgroup;
 pub mod logs;
+pub mod oomd;
 pub mod proc;
 pub mod psi;
 pub mod systemd;

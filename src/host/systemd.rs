@@ -40,41 +40,6 @@ pub struct PressureRule {
     pub duration_s: f64,
 }
 
-/// oomd.conf and its drop-ins under `root` (`/` in production), in systemd's order.
-pub fn read_oomd_conf(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(t) = std::fs::read_to_string(root.join("etc/systemd/oomd.conf")) {
-        out.push(t);
-    }
-    let mut drop_ins: Vec<(std::ffi::OsString, std::path::PathBuf)> = Vec::new();
-    for d in [
-        "usr/lib/systemd/oomd.conf.d",
-        "usr/local/lib/systemd/oomd.conf.d",
-        "run/systemd/oomd.conf.d",
-        "etc/systemd/oomd.conf.d",
-    ] {
-        for e in std::fs::read_dir(root.join(d))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = e.file_name();
-            if name.to_string_lossy().ends_with(".conf") {
-                // A file in a later directory masks one of the same name.
-                drop_ins.retain(|(n, _)| *n != name);
-                drop_ins.push((name, e.path()));
-            }
-        }
-    }
-    drop_ins.sort_by(|a, b| a.0.cmp(&b.0));
-    out.extend(
-        drop_ins
-            .iter()
-            .filter_map(|(_, p)| std::fs::read_to_string(p).ok()),
-    );
-    out
-}
-
 /// A system-bus connection to PID 1.
 pub struct Systemd {
     conn: Connection,
@@ -190,8 +155,11 @@ impl Systemd {
         }
         let path = self.unit_path(&w.watched_by)?;
         let iface = iface_of(&w.watched_by);
-        let (_, def_limit, def_duration) =
-            crate::model::armed::oomd_conf(&read_oomd_conf(Path::new("/")));
+        let conf = crate::host::oomd::read_oomd_conf(Path::new("/"));
+        let (def_limit, def_duration) = (
+            conf.default_memory_pressure_limit_pct,
+            conf.default_memory_pressure_duration_s,
+        );
         // A fraction of 2^32 (systemd >= 249; 0 = oomd's default).
         let limit_pct =
             match self.prop::<u32>(path.as_str(), iface, "ManagedOOMMemoryPressureLimit") {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::job::layers::{Layer, State};
+use crate::model::armed::arg_value as opt;
 
 /// A running killer found in `/proc`.
 #[derive(Debug, Clone)]
@@ -48,20 +49,6 @@ pub fn find(proc: &Path, name: &str) -> Vec<Found> {
         }
     }
     out
-}
-
-/// Value of a long option given as `--opt V` or `--opt=V` (short form `-x V` too).
-fn opt<'a>(args: &'a [String], long: &str, short: Option<&str>) -> Option<&'a str> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == long || short.is_some_and(|s| a == s) {
-            return it.next().map(String::as_str);
-        }
-        if let Some(v) = a.strip_prefix(long).and_then(|r| r.strip_prefix('=')) {
-            return Some(v);
-        }
-    }
-    None
 }
 
 fn matches(re: &str, s: &str) -> bool {

@@ -169,3 +169,17 @@ impl Rng {
         lo + self.below(hi - lo + 1)
     }
 }
+
+/// Copy a fixture tree into `to` (created if missing) so a test can add to it or garble it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
