@@ -213,20 +213,11 @@ fn start_guard(
             crate::host::cgroup::CgroupFs::default(),
         );
         // Under the job's MemoryHigh the kernel reclaims our own code pages, and faulting them
-        // back in is charged and throttled: lock what we touch (within RLIMIT_MEMLOCK; if it
-        // does not fit, the guard runs unlocked).
+        // back in is charged and throttled: lock our file-backed pages as they are touched.
         let _ = g.step();
-        // SAFETY: mlockall has no memory-safety preconditions.
-        let locked = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_ONFAULT) } == 0;
+        let locked = crate::host::proc::lock_file_mappings(std::path::Path::new("/proc/self/maps"));
         if std::env::var_os("OOMGUARD_TRACE").is_some() {
-            eprintln!(
-                "oomguard: trace: mlockall {}",
-                if locked {
-                    "ok".to_string()
-                } else {
-                    std::io::Error::last_os_error().to_string()
-                }
-            );
+            eprintln!("oomguard: trace: locked {locked} file mappings");
         }
         g.run(|| stop.load(std::sync::atomic::Ordering::Relaxed));
     })

@@ -185,7 +185,13 @@ pub struct Guard {
     oomd_pressure: Kept,
     /// The watched unit's memory pressure is over a quarter of oomd's limit.
     crunch: bool,
-    oomd_avg10: Series,
+    /// A `full avg10` sample of the watched unit (time, value) and the rate since the one before.
+    oomd_prev: Option<(f64, f64)>,
+    oomd_rate: Option<f64>,
+    /// `memory.high` and `memory.current` of systemd-oomd's watched unit.
+    oomd_high: Kept,
+    oomd_current: Kept,
+    oomd_usage: Series,
 }
 
 /// A PSI trigger on systemd-oomd's watched unit: it wakes the guard as soon as the unit's
@@ -229,6 +235,16 @@ impl Guard {
                 .map(|r| r.pressure_file.clone())
                 .unwrap_or_default(),
         );
+        let unit_file = |name: &str| {
+            Kept::new(
+                cfg.oomd
+                    .as_ref()
+                    .and_then(|r| r.pressure_file.parent())
+                    .map(|d| d.join(name))
+                    .unwrap_or_default(),
+            )
+        };
+        let (oomd_high, oomd_current) = (unit_file("memory.high"), unit_file("memory.current"));
         Guard {
             job_id: job_id.into(),
             pid,
@@ -253,7 +269,11 @@ impl Guard {
             memcg_usage_file: Kept::default(),
             oomd_pressure,
             crunch: false,
-            oomd_avg10: Series::default(),
+            oomd_prev: None,
+            oomd_rate: None,
+            oomd_high,
+            oomd_current,
+            oomd_usage: Series::default(),
         }
     }
 
@@ -319,6 +339,39 @@ impl Guard {
         // A job's start-up allocation (loading a model, a dataset) is a steep climb that stops:
         // no time estimates during the first WARMUP_S seconds; the 95 % rule still applies.
         let warm = now >= WARMUP_S;
+        // The watched unit's MemoryHigh: past it the kernel throttles every task of the unit
+        // (a job can freeze there, unable even to run a signal handler), and systemd-oomd's
+        // pressure rule follows. Warn on the approach, while the job still runs freely.
+        if let Some(rule) = &self.cfg.oomd {
+            let mut hb = [0u8; 32];
+            let high = self
+                .oomd_high
+                .read(&mut hb)
+                .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u64>().ok());
+            let mut cb = [0u8; 32];
+            let current = self
+                .oomd_current
+                .read(&mut cb)
+                .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u64>().ok());
+            if let (Some(high), Some(current)) = (high, current) {
+                let rate = self.oomd_usage.push(now, current as f64).filter(|_| warm);
+                let mut t = risk::memcg(&rule.unit, current, high, rate, &th);
+                t.killer = crate::model::killer::KillerId::SystemdOomd;
+                t.subject = format!("MemoryHigh of {}", rule.unit);
+                t.detail = format!(
+                    "{} is at {:.0}% of its MemoryHigh ({} of {} MiB){}: past it the kernel \
+                     throttles all its tasks and systemd-oomd's pressure rule follows",
+                    rule.unit,
+                    100.0 * current as f64 / high.max(1) as f64,
+                    current >> 20,
+                    high >> 20,
+                    t.eta_s
+                        .map(|e| format!(", reached in about {e:.0} s (estimate)"))
+                        .unwrap_or_default()
+                );
+                threats.push(t);
+            }
+        }
         let mut pbuf = [0u8; 256];
         if let Some(rule) = &self.cfg.oomd
             && let Some(avg10) = self.oomd_pressure.read(&mut pbuf).and_then(full_avg10)
@@ -332,7 +385,16 @@ impl Guard {
                 self.oomd_above_since = None;
             }
             let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
-            let rate = self.oomd_avg10.push(now, avg10).filter(|_| warm);
+            // The kernel updates avg10 every 2 s: compare with the sample 2 s back.
+            match self.oomd_prev {
+                Some((t, v)) if now - t >= 1.9 => {
+                    self.oomd_rate = Some((avg10 - v) / (now - t));
+                    self.oomd_prev = Some((now, avg10));
+                }
+                None => self.oomd_prev = Some((now, avg10)),
+                _ => {}
+            }
+            let rate = self.oomd_rate.filter(|_| warm);
             threats.push(risk::oomd_pressure(
                 &rule.unit,
                 avg10,

@@ -178,62 +178,6 @@ scenario_valve() {
   fi
 }
 
-# `oomguard doctor` on a machine where systemd-oomd (Ubuntu's rules) and earlyoom run, and
-# for a user's terminal job: oomd's rule on user@1000.service is found and named a threat.
-scenario_doctor() {
-  local s=doctor
-  earlyoom -m 5 -s 100 --prefer '^hog$' > /dev/null 2>&1 & local eo=$!
-  user_job doc python3 /lab/hold.py 20 30
-  local job; job=$(newest "hold.py 20 30")
-  sleep 1
-  oomguard doctor --json > /tmp/doctor.json 2> /tmp/doctor.err
-  oomguard doctor --json "$job" > /tmp/doctor-pid.json 2>> /tmp/doctor.err
-  log $s "$(oomguard doctor 2>&1 | grep -A1 -E 'ManagedOOM|earlyoom \(pid' | head -6)"
-  kill "$eo" "$job" 2>/dev/null
-  local out
-  out=$(python3 - <<'PY'
-import json
-d = json.load(open("/tmp/doctor.json")); p = json.load(open("/tmp/doctor-pid.json"))
-fails = []
-o = d["systemd_oomd"]
-if not o["running"]: fails.append("systemd-oomd not seen running")
-rules = [r for r in o["rules"] if r["kind"] == "pressure" and r["cgroup"].endswith("user@1000.service")]
-if not rules or rules[0]["limit_pct"] != 50.0: fails.append(f"no 50% pressure rule on user@1000.service: {o['rules']}")
-if o["default_pressure_duration_s"] != 5.0: fails.append(f"duration {o['default_pressure_duration_s']}")
-if not d["earlyoom"]["running"] or "--prefer" not in d["earlyoom"]["args"]: fails.append("earlyoom not seen")
-if d["cgroup"]["version"] != "v2": fails.append("cgroup " + d["cgroup"]["version"])
-if not any(t["killer"] == "systemd-oomd" for t in p["threats"]): fails.append(f"no oomd threat for the job: {p['threats']}")
-lay = {l["layer"]: l["state"] for l in p["layers"]}
-if lay.get("systemd-oomd") != "failed" or lay.get("kernel") != "failed": fails.append(f"layers {lay}")
-print("; ".join(fails) if fails else "ok")
-PY
-)
-  if [ "$out" = ok ]; then result $s PASS "systemd-oomd's rule on user@1000.service (50% for 5 s), earlyoom and cgroup v2 found; the terminal job's oomd threat and missing layers named"; else result $s FAIL "$out $(cat /tmp/doctor.err)"; fi
-}
-
-scenario_dbg() {
-  local s=dbg f=/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/memory.pressure
-  log $s "$(ls -la $f)"
-  log $s "$(as_user python3 -c "
-import os, select
-fd = os.open('$f', os.O_RDWR | os.O_NONBLOCK)
-try:
-    os.write(fd, b'full 1000000 2000000\\0'); print('trigger ok')
-except Exception as e: print('trigger failed', e)
-" 2>&1)"
-  systemctl stop oomguard.service
-  crunch_on
-  log $s "memlock $(as_user sh -c 'ulimit -l')"
-  user_job dbg env OOMGUARD_TRACE=1 oomguard run --allow-unprotected --no-notify --checkpoint-signal USR1 --log /tmp/dbg.log -- python3 /lab/train.py --hold-mib 250 --steps 100000 --step-seconds 0.1 --checkpoint /tmp/dbg.json
-  for i in 1 2 3 4 5 6 7 8 9 10 11 12; do log $s "t=$i $(head -2 $f | tr '\n' ' ') $(ls /tmp/dbg.json 2>&1)"; sleep 1; done
-  crunch_off
-  systemctl start oomguard.service
-  log $s "$(grep -v '^train:' /tmp/dbg.out | tail -30)"
-  log $s "$(ls -la /home/user/.local/state/oomguard/jobs/*/ 2>&1 | tail -12)"
-  log $s "$(cat /home/user/.local/state/oomguard/jobs/*/events.log 2>&1 | tail -5)"
-  result $s PASS done
-}
-
 # The guard warns before systemd-oomd kills a job run without the shield (no daemon, so
 # `--allow-unprotected`): the job's checkpoint lands before the kill of its terminal scope.
 scenario_oomdckpt() {
@@ -245,16 +189,19 @@ scenario_oomdckpt() {
   mkdir -p /run/systemd/oomd.conf.d
   printf '[OOM]\nDefaultMemoryPressureDurationSec=20s\n' > /run/systemd/oomd.conf.d/zz-ubuntu.conf
   systemctl restart systemd-oomd
-  crunch_on
+  # The job grows into the limit (8 MiB/s past 150 MiB, MemoryHigh 200M) as a real crunch
+  # builds: a job thrashing from its first second could not run its handler at all.
+  systemctl set-property --runtime user@1000.service MemoryHigh=200M
   user_job ockpt oomguard run --allow-unprotected --no-notify --checkpoint-signal USR1 --log /tmp/ockpt.log -- \
-    python3 /lab/train.py --hold-mib 250 --steps 100000 --step-seconds 0.1 --checkpoint /tmp/ockpt.json
-  local job; job=$(newest "train.py --hold-mib 250")
+    python3 /lab/train.py --hold-mib 150 --grow-mib 4 --steps 100000 --step-seconds 0.5 --checkpoint /tmp/ockpt.json
+  local job; job=$(newest "train.py --hold-mib 150")
   wait_end "$job" 90
   crunch_off
   rm /run/systemd/oomd.conf.d/zz-ubuntu.conf
   systemctl restart systemd-oomd
   systemctl start oomguard.service
   log $s "$(grep -vE '^train:' /tmp/ockpt.out | tail -12)"
+  log $s "job log: $(tail -4 /tmp/ockpt.log | tr '\n' '|') files: $(ls /tmp/ockpt* | tr '\n' ' ')"
   log $s "$(cat /home/user/.local/state/oomguard/jobs/*/events.log 2>/dev/null | tail -5)"
   log $s "$(oomd_kills 1)"
   local out
@@ -303,6 +250,9 @@ PY
 )
   if [[ $out == ok:* ]]; then result $s PASS "kills found once each with killer, cgroup and pid ($out)"; else result $s FAIL "$out"; log $s "$(head -c 1500 /tmp/history.json)"; fi
 }
+
+# scenario_doctor: `oomguard doctor` against the real systemd-oomd, oomctl and earlyoom.
+. "$(dirname "$0")/doctor.sh"
 
 for sc in $SCENARIOS; do
   echo "LAB START $sc"
