@@ -174,6 +174,9 @@ pub struct Guard {
     memcg: Option<(String, PathBuf, u64)>,
     memcg_checked: Option<f64>,
     memcg_backoff: f64,
+    /// `/proc/PID/cgroup` as last read, and when the hierarchy was last walked for it.
+    memcg_raw: Option<Vec<u8>>,
+    memcg_walked: Option<f64>,
     /// Since when the watched unit's pressure has been above systemd-oomd's limit.
     oomd_above_since: Option<f64>,
     /// A PSI trigger on the watched unit's `memory.pressure` (see [`psi_trigger`]).
@@ -262,6 +265,8 @@ impl Guard {
             memcg: None,
             memcg_checked: None,
             memcg_backoff: 1.0,
+            memcg_raw: None,
+            memcg_walked: None,
             oomd_above_since: None,
             psi,
             trace: std::env::var_os("OOMGUARD_TRACE").is_some_and(|v| v == "1"),
@@ -306,7 +311,16 @@ impl Guard {
             self.memcg_checked = Some(now);
             self.memcg_backoff = (self.memcg_backoff * 2.0).min(60.0);
             let cgroup_file = self.procfs.root().join(self.pid.to_string()).join("cgroup");
-            self.memcg = std::fs::read(cgroup_file).ok().and_then(|b| {
+            let raw = std::fs::read(cgroup_file).ok();
+            // The walk up the hierarchy (a stat and a read per level) is redone only when the
+            // job moved, or a minute after the last one (a limit may have been set since).
+            let same = raw.is_some() && raw == self.memcg_raw;
+            if same && self.memcg_walked.is_some_and(|t| now - t < 60.0) {
+                return self.memcg.clone();
+            }
+            self.memcg_walked = Some(now);
+            self.memcg_raw = raw.clone();
+            self.memcg = raw.and_then(|b| {
                 let paths = crate::host::proc::parse_cgroup(&b);
                 let dir = self.cgroupfs.memcg_dir(&paths)?;
                 let g = self.cgroupfs.limiting_group(&dir)?;
