@@ -167,12 +167,24 @@ impl Daemon {
         if !reply.ok {
             return;
         }
-        let signal = checkpoint_signal.and_then(|s| crate::guard::parse_signal(s).ok());
+        // The request's signal, else the policy's default (`[guard] checkpoint_signal`).
+        let gp = &self.policy.guard;
+        let signal = checkpoint_signal
+            .or(gp.checkpoint_signal.as_deref())
+            .and_then(|s| crate::guard::parse_signal(s).ok());
         let cfg = crate::guard::GuardConfig {
             actions: crate::guard::Actions {
                 checkpoint_signal: signal,
                 ..Default::default()
             },
+            thresholds: crate::model::risk::Thresholds {
+                danger_eta_s: gp.danger_seconds as f64,
+                danger_fraction: gp.danger_percent as f64 / 100.0,
+                ..Default::default()
+            },
+            min_interval_s: gp.min_interval_seconds as f64,
+            valve: gp.valve,
+            valve_grace_s: gp.valve_grace_seconds as f64,
             ..Default::default()
         };
         let name = adj::read_info(&self.proc, pid)

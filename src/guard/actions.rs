@@ -24,6 +24,11 @@ pub struct Actions {
 }
 
 /// `USR1`, `SIGUSR1`, `usr1` or `10` -> the signal.
+/// Whether `s` names a signal usable for checkpoints (see [`parse_signal`]).
+pub fn is_signal_name(s: &str) -> bool {
+    parse_signal(s).is_ok()
+}
+
 pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
     let t = s.trim().to_ascii_uppercase();
     let t = t.strip_prefix("SIG").unwrap_or(&t);

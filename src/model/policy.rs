@@ -55,6 +55,39 @@ pub struct Policy {
     pub socket_mode: Setting<u32>,
     /// Group owning the socket (name), default none (root's).
     pub socket_group: Setting<Option<String>>,
+    /// How the daemon guards the jobs it shields (`[guard]`).
+    pub guard: GuardPolicy,
+}
+
+/// `[guard]`: the daemon's guard settings for every job it shields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardPolicy {
+    /// Signal sent to a job in danger when its request named none (e.g. "USR1"); none: no signal.
+    pub checkpoint_signal: Option<String>,
+    /// `danger` when a killer is estimated to act within this many seconds.
+    pub danger_seconds: u32,
+    /// `danger` at this percentage of the way to a killer's trigger.
+    pub danger_percent: u32,
+    /// At most one firing of a job's actions per this many seconds.
+    pub min_interval_seconds: u32,
+    /// The runaway safety valve (lower a -1000 shield when the job itself exhausts memory).
+    pub valve: bool,
+    /// Seconds between the valve's warning and lowering the shield.
+    pub valve_grace_seconds: u32,
+}
+
+impl Default for GuardPolicy {
+    fn default() -> Self {
+        GuardPolicy {
+            checkpoint_signal: None,
+            danger_seconds: 10,
+            danger_percent: 95,
+            min_interval_seconds: 60,
+            valve: true,
+            valve_grace_seconds: 10,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -85,6 +118,7 @@ impl Default for Policy {
                 value: None,
                 source: Source::Default,
             },
+            guard: GuardPolicy::default(),
         }
     }
 }
@@ -98,6 +132,7 @@ struct Raw {
     lowest_adj: Option<i32>,
     socket_mode: Option<String>,
     socket_group: Option<String>,
+    guard: Option<GuardPolicy>,
 }
 
 /// Error in a config file.
@@ -192,6 +227,31 @@ impl Policy {
                 source: src("socket_group"),
             };
         }
+        if let Some(g) = raw.guard {
+            let bad = |key: &'static str, value: String, why: &'static str| PolicyError::Value {
+                file: file.into(),
+                key,
+                value,
+                why,
+            };
+            if !(1..=100).contains(&g.danger_percent) {
+                return Err(bad(
+                    "guard.danger_percent",
+                    g.danger_percent.to_string(),
+                    "must be in 1..=100",
+                ));
+            }
+            if let Some(sig) = &g.checkpoint_signal
+                && !crate::guard::actions::is_signal_name(sig)
+            {
+                return Err(bad(
+                    "guard.checkpoint_signal",
+                    sig.clone(),
+                    "must be a signal name such as \"USR1\" or \"SIGTERM\", or a number",
+                ));
+            }
+            p.guard = g;
+        }
         Ok(p)
     }
 
@@ -275,6 +335,47 @@ mod tests {
             user: "alice".into(),
             groups: vec!["alice".into(), "ml".into()],
         }
+    }
+
+    /// The shipped config documents every option, commented out: uncommented, it parses.
+    #[test]
+    fn the_shipped_config_uncommented_parses() {
+        let text = include_str!("../../dist/config.toml");
+        let on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r)
+                    if r.starts_with('[')
+                        || r.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    r
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let p = Policy::parse(&on, "dist/config.toml").unwrap_or_else(|e| panic!("{e}\n{on}"));
+        assert_eq!(p.guard.checkpoint_signal.as_deref(), Some("USR1"));
+        assert_eq!(p.socket_group.value.as_deref(), Some("oomguard"));
+        assert!(Policy::parse(text, "dist/config.toml").unwrap() == Policy::default());
+    }
+
+    #[test]
+    fn guard_section() {
+        let p = Policy::parse(
+            "[guard]\ncheckpoint_signal = \"USR1\"\ndanger_seconds = 30\nvalve = false\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(p.guard.checkpoint_signal.as_deref(), Some("USR1"));
+        assert_eq!(p.guard.danger_seconds, 30);
+        assert!(!p.guard.valve);
+        assert_eq!(p.guard.danger_percent, 95, "unset keys keep their defaults");
+        let e = Policy::parse("[guard]\ncheckpoint_signal = \"NOPE\"\n", "c").unwrap_err();
+        assert!(e.to_string().contains("guard.checkpoint_signal"), "{e}");
+        let e = Policy::parse("[guard]\ndanger_percent = 0\n", "c").unwrap_err();
+        assert!(e.to_string().contains("1..=100"), "{e}");
+        assert!(Policy::parse("[guard]\ntypo = 1\n", "c").is_err());
     }
 
     #[test]
