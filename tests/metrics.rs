@@ -34,8 +34,8 @@ fn sample_metrics() -> Arc<Metrics> {
     );
     let th = Thresholds::default();
     let threats = [
-        risk::memcg("/job", 500 << 20, 800 << 20, Some(200e6), &th),
-        risk::global(10 << 30, 24 << 30, None, &th),
+        risk::memcg("/job", 500 << 20, 800 << 20, Some(200e6), &th).outlook(),
+        risk::global(10 << 30, 24 << 30, None, &th).outlook(),
     ];
     m.job_sample("a1b2", 470 << 20, &threats, Level::Danger);
     m.kills_seen("kernel", 3);

@@ -34,7 +34,8 @@ pub struct UnprotectArgs {
     pub tree: bool,
 }
 
-fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
+/// The layers applied, and whether the daemon guards the job.
+fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<(Vec<Layer>, bool)> {
     let root = rustix::process::geteuid().is_root();
     let sock = protocol::socket_path();
     if let Some(conn) = (!root).then(|| protocol::connect(&sock)).flatten() {
@@ -54,7 +55,7 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
                 reply.error.unwrap_or_default()
             );
         }
-        return Ok(reply.layers);
+        return Ok((reply.layers, reply.guarded));
     }
     let proc = Path::new("/proc");
     let extra: Vec<Target> = if args.tree {
@@ -66,7 +67,7 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
         vec![]
     };
     let uid = t.info()?.uids[0];
-    Ok(layers::shield(
+    let layers = layers::shield(
         t,
         &Shield {
             adj: args.adj,
@@ -75,7 +76,8 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<Vec<Layer>> {
             extra: &extra,
             root,
         },
-    ))
+    );
+    Ok((layers, false))
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -84,7 +86,7 @@ pub fn run(args: Args) -> Result<u8> {
     let info = t.info()?;
     let state = registry::state_dir()?;
     let (id, dir) = registry::new_job_dir(&state)?;
-    let layers = match apply(&t, info.start_time, &args, &id) {
+    let (layers, daemon_guards) = match apply(&t, info.start_time, &args, &id) {
         Ok(l) => l,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -106,6 +108,7 @@ pub fn run(args: Args) -> Result<u8> {
         allow_unprotected: false,
         layers: layers.clone(),
         end: None,
+        daemon_guards,
         killed_by: None,
     };
     registry::save(&state, &job).context("saving the job record")?;

@@ -113,7 +113,7 @@ fn create_dirs(dir: &std::path::Path, user: Option<&User>) -> Result<()> {
 
 /// On stderr: a warning per layer not applied, then one line naming the job and its log
 /// and one with its shield (`kernel applied, systemd-oomd n/a, ...`).
-fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer]) {
+fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer], daemon_guards: bool) {
     for l in layers.iter().filter(|l| l.state == State::Failed) {
         eprintln!(
             "oomguard: warning: job {id}: {} layer not applied: {}",
@@ -133,6 +133,12 @@ fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer]) {
         };
         eprintln!("oomguard:   {:<13} {st:<15} {}", l.layer, l.detail);
     }
+    if daemon_guards {
+        eprintln!(
+            "oomguard: the oomguard daemon guards the job: it sends the checkpoint signal and \
+             runs the safety valve"
+        );
+    }
 }
 
 /// What the detached supervisor tells the front process.
@@ -144,6 +150,7 @@ struct Report {
     log: PathBuf,
     layers: Vec<Layer>,
     error: String,
+    daemon_guards: bool,
 }
 
 /// The guard of a job started by `run`: its actions on danger and the safety valve.
@@ -194,15 +201,22 @@ pub fn oomd_exposure(
 }
 
 /// Guard the job on a thread until it ends (or `stop` is set). Events go to stderr and to
-/// `events.log` in the job's directory.
+/// `events.log` in the job's directory. When the root daemon guards the job too
+/// (`daemon_guards`), it sends the checkpoint signal and runs the valve; this guard keeps
+/// what needs the user's own session: `--on-risk`, the desktop notification, the log.
 fn start_guard(
     state: &std::path::Path,
     id: &str,
     pid: i32,
     mut cfg: crate::guard::GuardConfig,
+    daemon_guards: bool,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     cfg.actions.log_file = Some(registry::jobs_dir(state).join(id).join("events.log"));
+    if daemon_guards {
+        cfg.actions.checkpoint_signal = None;
+        cfg.valve = false;
+    }
     let id = id.to_string();
     std::thread::spawn(move || {
         let mut g = crate::guard::Guard::new(
@@ -215,6 +229,8 @@ fn start_guard(
         // Under the job's MemoryHigh the kernel reclaims our own code pages, and faulting them
         // back in is charged and throttled: lock our file-backed pages as they are touched.
         let _ = g.step();
+        // Word the threats once too: the code that does it is then locked with the rest.
+        let _ = g.threats();
         let locked = crate::host::proc::lock_file_mappings(std::path::Path::new("/proc/self/maps"));
         if std::env::var_os("OOMGUARD_TRACE").is_some() {
             eprintln!("oomguard: trace: locked {locked} file mappings");
@@ -247,6 +263,7 @@ pub fn run(args: Args) -> Result<u8> {
         started.job.pid,
         &started.job.log,
         &started.job.layers,
+        started.job.daemon_guards,
     );
     let mut guard = guard;
     guard.oomd = oomd_exposure(started.job.pid, &started.job.layers);
@@ -256,6 +273,7 @@ pub fn run(args: Args) -> Result<u8> {
         &started.job.id,
         started.job.pid,
         guard,
+        started.job.daemon_guards,
         stop.clone(),
     );
     let mut out = std::io::stdout().lock();
@@ -313,6 +331,7 @@ fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig
                 log: s.job.log.clone(),
                 layers: s.job.layers.clone(),
                 error: String::new(),
+                daemon_guards: s.job.daemon_guards,
             },
             Err(e) => Report {
                 ok: false,
@@ -321,6 +340,7 @@ fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig
                 log: PathBuf::new(),
                 layers: vec![],
                 error: format!("{e:#}"),
+                daemon_guards: false,
             },
         };
         let _ = serde_json::to_writer(&mut w, &report);
@@ -330,7 +350,14 @@ fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut guard = guard;
             guard.oomd = oomd_exposure(report.pid, &report.layers);
-            let g = start_guard(state, &report.id, report.pid, guard, stop.clone());
+            let g = start_guard(
+                state,
+                &report.id,
+                report.pid,
+                guard,
+                report.daemon_guards,
+                stop.clone(),
+            );
             if let Ok(end) = spawn::wait(report.pid) {
                 spawn::record_end(state, &report.id, &end);
             }
@@ -348,7 +375,13 @@ fn detach(state: &std::path::Path, spec: &Spec, guard: crate::guard::GuardConfig
     if !report.ok {
         bail!("{}", report.error);
     }
-    announce(&report.id, report.pid, &report.log, &report.layers);
+    announce(
+        &report.id,
+        report.pid,
+        &report.log,
+        &report.layers,
+        report.daemon_guards,
+    );
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", report.id)?;
     Ok(0)

@@ -82,6 +82,10 @@ pub struct Reply {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<Layer>,
+    /// The daemon guards the job from now on: it sends the checkpoint signal and runs the
+    /// safety valve, so the requester must not do so again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guarded: bool,
 }
 
 impl Reply {
@@ -91,6 +95,7 @@ impl Reply {
             ok: true,
             error: None,
             layers,
+            guarded: false,
         }
     }
     pub fn err(msg: impl Into<String>) -> Reply {
@@ -99,6 +104,7 @@ impl Reply {
             ok: false,
             error: Some(msg.into()),
             layers: vec![],
+            guarded: false,
         }
     }
     /// One line, newline included.

@@ -152,8 +152,8 @@ impl Daemon {
                 tree,
                 checkpoint_signal,
             } => match self.shield(peer, pid, start_ticks, adj, &job_id, mode, tree) {
-                Ok(r) => {
-                    self.guard(&job_id, pid, &r, checkpoint_signal.as_deref());
+                Ok(mut r) => {
+                    r.guarded = self.guard(&job_id, pid, &r, checkpoint_signal.as_deref());
                     r
                 }
                 Err(e) => Reply::err(e),
@@ -161,11 +161,19 @@ impl Daemon {
         }
     }
 
-    /// Start guarding a job just shielded (when this daemon guards jobs).
-    fn guard(&self, job_id: &str, pid: i32, reply: &Reply, checkpoint_signal: Option<&str>) {
-        let Some(g) = &self.guards else { return };
+    /// Start guarding a job just shielded (when this daemon guards jobs); whether it does.
+    fn guard(
+        &self,
+        job_id: &str,
+        pid: i32,
+        reply: &Reply,
+        checkpoint_signal: Option<&str>,
+    ) -> bool {
+        let Some(g) = &self.guards else {
+            return false;
+        };
         if !reply.ok {
-            return;
+            return false;
         }
         // The request's signal, else the policy's default (`[guard] checkpoint_signal`).
         let gp = &self.policy.guard;
@@ -197,6 +205,7 @@ impl Daemon {
             .collect();
         g.add(job_id, &name, pid, cfg, &layers);
         log(&format!("guarding job {job_id} (pid {pid})"));
+        true
     }
 
     #[allow(clippy::too_many_arguments)]

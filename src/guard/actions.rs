@@ -75,8 +75,15 @@ pub fn signal_name(sig: Signal) -> String {
 }
 
 impl Actions {
-    /// Fire every configured action for `threat`. Failures are logged, never fatal.
-    pub fn fire(&self, job_id: &str, pid: i32, pidfd: Option<&OwnedFd>, threat: &Threat) {
+    /// Fire every configured action for the threat `words` gives. Failures are logged, never
+    /// fatal. The threat is worded only after the signal went out.
+    pub fn fire(
+        &self,
+        job_id: &str,
+        pid: i32,
+        pidfd: Option<&OwnedFd>,
+        words: impl FnOnce() -> Threat,
+    ) {
         // The signal first: under a memory crunch every allocation (a log line) may stall,
         // and the checkpoint must not wait for our bookkeeping.
         let sent = self.checkpoint_signal.map(|sig| {
@@ -89,6 +96,7 @@ impl Actions {
             };
             (sig, r)
         });
+        let threat = &words();
         let eta = threat.eta_s.map(|e| format!("{e:.1}")).unwrap_or_default();
         self.log(&format!(
             "job {job_id} (pid {pid}) in danger from {}: {}",

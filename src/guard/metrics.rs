@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::model::risk::{Level, Threat};
+use crate::model::risk::{Level, Outlook};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
@@ -144,7 +144,7 @@ impl Metrics {
     }
 
     /// Update a job from the guard's latest step.
-    pub fn job_sample(&self, job: &str, memory_bytes: u64, threats: &[Threat], level: Level) {
+    pub fn job_sample(&self, job: &str, memory_bytes: u64, threats: &[Outlook], level: Level) {
         let l = self.labels(job);
         self.job_memory.get_or_create(&l).set(memory_bytes as i64);
         self.job_level.get_or_create(&l).set(level as i64);

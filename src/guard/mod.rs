@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::host::cgroup::CgroupFs;
 use crate::host::proc::ProcFs;
 use crate::model::process::MemTotals;
-use crate::model::risk::{self, Episode, Level, Threat, Thresholds};
+use crate::model::risk::{self, Episode, Level, Outlook, Threat, Thresholds};
 
 pub use actions::{Actions, parse_signal};
 
@@ -87,6 +87,83 @@ impl Kept {
     }
 }
 
+/// A job's memory cgroup and its ancestors up to the hierarchy's root, each with its limit
+/// file kept open: the limits are re-read with one pread per level, no path lookups.
+#[derive(Debug, Default)]
+struct MemcgChain {
+    rungs: Vec<Rung>,
+}
+
+#[derive(Debug)]
+struct Rung {
+    /// The group as users see it, e.g. `/slurm/uid_1000/job_42`.
+    name: String,
+    /// Its usage file (`memory.usage_in_bytes` or `memory.current`).
+    usage: PathBuf,
+    /// Its limit file (`memory.limit_in_bytes` or `memory.max`).
+    limit: Kept,
+}
+
+impl MemcgChain {
+    /// The chain for a process whose `/proc/PID/cgroup` reads `raw`.
+    fn walk(cgroupfs: &CgroupFs, raw: &[u8]) -> MemcgChain {
+        use crate::host::cgroup::{CgroupVersion, detect_version};
+        let paths = crate::host::proc::parse_cgroup(raw);
+        let mut rungs = Vec::new();
+        let Some(dir) = cgroupfs.memcg_dir(&paths) else {
+            return MemcgChain { rungs };
+        };
+        let Some(root) = cgroupfs.hierarchy_root(&dir) else {
+            return MemcgChain { rungs };
+        };
+        let mut cur = Some(dir.as_path());
+        while let Some(d) = cur {
+            let (usage, limit) = match detect_version(d) {
+                Some(CgroupVersion::V1) => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+                Some(CgroupVersion::V2) => ("memory.current", "memory.max"),
+                None => ("", ""),
+            };
+            // The v2 root has no memory.max: it never limits.
+            if !limit.is_empty() && d.join(limit).exists() {
+                let name = d
+                    .strip_prefix(&root)
+                    .map_or_else(|_| d.display().to_string(), |p| format!("/{}", p.display()));
+                rungs.push(Rung {
+                    name,
+                    usage: d.join(usage),
+                    limit: Kept::new(d.join(limit)),
+                });
+            }
+            if d == root {
+                break;
+            }
+            cur = d.parent();
+        }
+        MemcgChain { rungs }
+    }
+
+    /// The group with the smallest hard limit (where a memcg OOM strikes first): its name,
+    /// usage file and limit. `None` when no group on the way has one.
+    fn limiting(&mut self) -> Option<(String, PathBuf, u64)> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, r) in self.rungs.iter_mut().enumerate() {
+            let mut buf = [0u8; 32];
+            let limit = r
+                .limit
+                .read(&mut buf)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(crate::host::cgroup::parse_limit)
+                .flatten();
+            if let Some(l) = limit
+                && best.is_none_or(|(_, b)| l < b)
+            {
+                best = Some((i, l));
+            }
+        }
+        best.map(|(i, l)| (self.rungs[i].name.clone(), self.rungs[i].usage.clone(), l))
+    }
+}
+
 /// `full avg10` from a PSI file's bytes.
 fn full_avg10(b: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(b).ok()?;
@@ -97,15 +174,44 @@ fn full_avg10(b: &[u8]) -> Option<f64> {
     v.parse().ok()
 }
 
-/// The outcome of one step.
-#[derive(Clone, Debug)]
+/// The outcome of one step. Its figures only: [`Guard::threats`] words them.
+#[derive(Clone, Copy, Debug)]
 pub struct Step {
-    pub threats: Vec<Threat>,
-    pub nearest: Option<Threat>,
+    /// The killer to act on first, if any is watched.
+    pub nearest: Option<Outlook>,
     /// The actions fired in this step.
     pub fired: bool,
     /// When to sample next.
     pub next_in: Duration,
+}
+
+/// What one step read for one killer: the figures its words need later.
+#[derive(Clone, Copy, Debug)]
+enum Reading {
+    /// The watched unit's `memory.current` against its `memory.high`.
+    MemoryHigh {
+        current: u64,
+        high: u64,
+        rate: Option<f64>,
+    },
+    /// systemd-oomd's pressure rule over the watched unit.
+    OomdPressure {
+        avg10: f64,
+        above_for: f64,
+        rate: Option<f64>,
+    },
+    /// The memory cgroup that limits the job.
+    Memcg {
+        usage: u64,
+        limit: u64,
+        rate: Option<f64>,
+    },
+    /// All of memory.
+    Global {
+        available: u64,
+        total: u64,
+        rate: Option<f64>,
+    },
 }
 
 /// Recent samples of one quantity, for its growth rate.
@@ -170,13 +276,20 @@ pub struct Guard {
     valve_warned_at: Option<f64>,
     /// The valve lowered the shield: it does not act twice.
     valve_done: bool,
-    /// The limiting memory cgroup, cached (see `limiting_memcg`).
+    /// The limiting memory cgroup, cached (see `refresh_memcg`): its name as users see it,
+    /// its usage file and its limit.
     memcg: Option<(String, PathBuf, u64)>,
+    /// The last step's outlooks, one per watched killer, and what each was judged on
+    /// (parallel; kept to reuse their memory).
+    outlooks: Vec<Outlook>,
+    readings: Vec<Reading>,
+    /// `/proc/PID/cgroup`, kept open: a moved job is noticed with one pread.
+    cgroup_file: Kept,
     memcg_checked: Option<f64>,
     memcg_backoff: f64,
-    /// `/proc/PID/cgroup` as last read, and when the hierarchy was last walked for it.
+    /// `/proc/PID/cgroup` as last read, and the memory cgroups it names.
     memcg_raw: Option<Vec<u8>>,
-    memcg_walked: Option<f64>,
+    chain: MemcgChain,
     /// Since when the watched unit's pressure has been above systemd-oomd's limit.
     oomd_above_since: Option<f64>,
     /// A PSI trigger on the watched unit's `memory.pressure` (see [`psi_trigger`]).
@@ -248,6 +361,7 @@ impl Guard {
             )
         };
         let (oomd_high, oomd_current) = (unit_file("memory.high"), unit_file("memory.current"));
+        let cgroup_file = Kept::new(procfs.root().join(pid.to_string()).join("cgroup"));
         Guard {
             job_id: job_id.into(),
             pid,
@@ -263,10 +377,13 @@ impl Guard {
             valve_warned_at: None,
             valve_done: false,
             memcg: None,
+            outlooks: Vec::with_capacity(4),
+            readings: Vec::with_capacity(4),
+            cgroup_file,
             memcg_checked: None,
             memcg_backoff: 1.0,
             memcg_raw: None,
-            memcg_walked: None,
+            chain: MemcgChain::default(),
             oomd_above_since: None,
             psi,
             trace: std::env::var_os("OOMGUARD_TRACE").is_some_and(|v| v == "1"),
@@ -292,11 +409,13 @@ impl Guard {
         self.step_with(totals)
     }
 
-    /// The memory cgroup that limits the job (path shown to users, usage file, limit),
-    /// looked up again (see the backoff below): the job may move, limits change.
-    fn limiting_memcg(&mut self, now: f64) -> Option<(String, PathBuf, u64)> {
-        // Re-check every 30 s while a limit applies. While none does, look again after 1, 2,
-        // 4 ... up to 60 s: a job often joins its limited group just after it starts.
+    /// Look again at the memory cgroup that limits the job, into `self.memcg`: the job may
+    /// move, limits change. A look is one pread of `/proc/PID/cgroup` and one of each
+    /// ancestor's limit file; the hierarchy is walked (paths looked up, files opened) only when
+    /// the job moved.
+    fn refresh_memcg(&mut self, now: f64) {
+        // Look every 30 s while a limit applies. While none does, after 1, 2, 4 ... up to
+        // 60 s: a job often joins its limited group just after it starts.
         let every = if self.memcg.is_some() {
             30.0
         } else {
@@ -306,50 +425,35 @@ impl Guard {
         // files allocates kernel memory, charged to our cgroup, which may be the throttled one.
         if self
             .memcg_checked
-            .is_none_or(|t| now - t >= every && !self.crunch)
+            .is_some_and(|t| now - t < every || self.crunch)
         {
-            self.memcg_checked = Some(now);
-            self.memcg_backoff = (self.memcg_backoff * 2.0).min(60.0);
-            let cgroup_file = self.procfs.root().join(self.pid.to_string()).join("cgroup");
-            let raw = std::fs::read(cgroup_file).ok();
-            // The walk up the hierarchy (a stat and a read per level) is redone only when the
-            // job moved, or a minute after the last one (a limit may have been set since).
-            let same = raw.is_some() && raw == self.memcg_raw;
-            if same && self.memcg_walked.is_some_and(|t| now - t < 60.0) {
-                return self.memcg.clone();
-            }
-            self.memcg_walked = Some(now);
-            self.memcg_raw = raw.clone();
-            self.memcg = raw.and_then(|b| {
-                let paths = crate::host::proc::parse_cgroup(&b);
-                let dir = self.cgroupfs.memcg_dir(&paths)?;
-                let g = self.cgroupfs.limiting_group(&dir)?;
-                let name = self
-                    .cgroupfs
-                    .hierarchy_root(&g.dir)
-                    .and_then(|r| {
-                        g.dir
-                            .strip_prefix(r)
-                            .ok()
-                            .map(|p| format!("/{}", p.display()))
-                    })
-                    .unwrap_or_else(|| g.dir.display().to_string());
-                let usage = match g.version {
-                    crate::host::cgroup::CgroupVersion::V1 => g.dir.join("memory.usage_in_bytes"),
-                    crate::host::cgroup::CgroupVersion::V2 => g.dir.join("memory.current"),
-                };
-                Some((name, usage, g.limit_bytes?))
-            });
+            return;
         }
-        self.memcg.clone()
+        self.memcg_checked = Some(now);
+        self.memcg_backoff = (self.memcg_backoff * 2.0).min(60.0);
+        let mut buf = [0u8; 4096];
+        let raw = self.cgroup_file.read(&mut buf);
+        if raw != self.memcg_raw.as_deref() {
+            self.memcg_raw = raw.map(<[u8]>::to_vec);
+            self.chain =
+                raw.map_or_else(MemcgChain::default, |b| MemcgChain::walk(&self.cgroupfs, b));
+        }
+        self.memcg = self.chain.limiting();
     }
 
-    /// One step with the machine's memory totals already read (the daemon reads them once per
-    /// tick for all its jobs). When calm this reads one file: the memcg's usage.
+    fn push(&mut self, outlook: Outlook, reading: Reading) {
+        self.outlooks.push(outlook);
+        self.readings.push(reading);
+    }
+
+    /// One step with the machine's memory already read (the daemon reads it once per tick for
+    /// all its jobs). When calm this reads one file, the memcg's usage, and allocates
+    /// nothing: the threats are worded only when read (see [`Guard::threats`]).
     pub fn step_with(&mut self, totals: Option<MemTotals>) -> Step {
         let now = self.start.elapsed().as_secs_f64();
         let th = self.cfg.thresholds;
-        let mut threats = Vec::new();
+        self.outlooks.clear();
+        self.readings.clear();
         // A job's start-up allocation (loading a model, a dataset) is a steep climb that stops:
         // no time estimates during the first WARMUP_S seconds; the 95 % rule still applies.
         let warm = now >= WARMUP_S;
@@ -367,60 +471,58 @@ impl Guard {
                 .oomd_current
                 .read(&mut cb)
                 .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u64>().ok());
+            let limit_pct = rule.limit_pct;
+            let duration_s = rule.duration_s;
             if let (Some(high), Some(current)) = (high, current) {
                 let rate = self.oomd_usage.push(now, current as f64).filter(|_| warm);
-                let mut t = risk::memcg(&rule.unit, current, high, rate, &th);
-                t.killer = crate::model::killer::KillerId::SystemdOomd;
-                t.subject = format!("MemoryHigh of {}", rule.unit);
-                t.detail = format!(
-                    "{} is at {:.0}% of its MemoryHigh ({} of {} MiB){}: past it the kernel \
-                     throttles all its tasks and systemd-oomd's pressure rule follows",
-                    rule.unit,
-                    100.0 * current as f64 / high.max(1) as f64,
-                    current >> 20,
-                    high >> 20,
-                    t.eta_s
-                        .map(|e| format!(", reached in about {e:.0} s (estimate)"))
-                        .unwrap_or_default()
+                let mut o = risk::memcg_outlook(current, high, rate, &th);
+                o.killer = crate::model::killer::KillerId::SystemdOomd;
+                self.push(
+                    o,
+                    Reading::MemoryHigh {
+                        current,
+                        high,
+                        rate,
+                    },
                 );
-                threats.push(t);
             }
-        }
-        let mut pbuf = [0u8; 256];
-        if let Some(rule) = &self.cfg.oomd
-            && let Some(avg10) = self.oomd_pressure.read(&mut pbuf).and_then(full_avg10)
-        {
-            // systemd-oomd compares `full avg10` with the limit once a second and kills when
-            // it stays above for the rule's duration.
-            self.crunch = avg10 > rule.limit_pct / 4.0;
-            if avg10 > rule.limit_pct {
-                self.oomd_above_since.get_or_insert(now);
-            } else {
-                self.oomd_above_since = None;
-            }
-            let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
-            // The kernel updates avg10 every 2 s: compare with the sample 2 s back.
-            match self.oomd_prev {
-                Some((t, v)) if now - t >= 1.9 => {
-                    self.oomd_rate = Some((avg10 - v) / (now - t));
-                    self.oomd_prev = Some((now, avg10));
+            let mut pbuf = [0u8; 256];
+            if let Some(avg10) = self.oomd_pressure.read(&mut pbuf).and_then(full_avg10) {
+                // systemd-oomd compares `full avg10` with the limit once a second and kills
+                // when it stays above for the rule's duration.
+                self.crunch = avg10 > limit_pct / 4.0;
+                if avg10 > limit_pct {
+                    self.oomd_above_since.get_or_insert(now);
+                } else {
+                    self.oomd_above_since = None;
                 }
-                None => self.oomd_prev = Some((now, avg10)),
-                _ => {}
+                let above_for = self.oomd_above_since.map_or(0.0, |t| now - t);
+                // The kernel updates avg10 every 2 s: compare with the sample 2 s back.
+                match self.oomd_prev {
+                    Some((t, v)) if now - t >= 1.9 => {
+                        self.oomd_rate = Some((avg10 - v) / (now - t));
+                        self.oomd_prev = Some((now, avg10));
+                    }
+                    None => self.oomd_prev = Some((now, avg10)),
+                    _ => {}
+                }
+                let rate = self.oomd_rate.filter(|_| warm);
+                let o =
+                    risk::oomd_pressure_outlook(avg10, limit_pct, above_for, duration_s, rate, &th);
+                self.push(
+                    o,
+                    Reading::OomdPressure {
+                        avg10,
+                        above_for,
+                        rate,
+                    },
+                );
             }
-            let rate = self.oomd_rate.filter(|_| warm);
-            threats.push(risk::oomd_pressure(
-                &rule.unit,
-                avg10,
-                rule.limit_pct,
-                above_for,
-                rule.duration_s,
-                rate,
-                &th,
-            ));
         }
-        if let Some((name, usage_file, limit)) = self.limiting_memcg(now) {
-            if self.memcg_usage_file.path != usage_file {
+        self.refresh_memcg(now);
+        if let Some((_, usage_file, limit)) = &self.memcg {
+            let limit = *limit;
+            if self.memcg_usage_file.path != *usage_file {
                 self.memcg_usage_file = Kept::new(usage_file.clone());
             }
             let mut buf = [0u8; 64];
@@ -431,28 +533,35 @@ impl Guard {
             {
                 Some(usage) => {
                     let rate = self.memcg_usage.push(now, usage as f64).filter(|_| warm);
-                    threats.push(risk::memcg(&name, usage, limit, rate, &th));
+                    let o = risk::memcg_outlook(usage, limit, rate, &th);
+                    self.push(o, Reading::Memcg { usage, limit, rate });
                 }
                 None => self.memcg_checked = None, // moved or gone: look again next step
             }
         }
         if let Some(t) = totals {
-            let avail = (t.mem_available_kib + t.swap_free_kib) * 1024;
-            let rate = self.available.push(now, avail as f64).filter(|_| warm);
-            threats.push(risk::global(
-                avail,
-                (t.mem_total_kib + t.swap_total_kib) * 1024,
-                rate,
-                &th,
-            ));
+            let available = (t.mem_available_kib + t.swap_free_kib) * 1024;
+            let total = (t.mem_total_kib + t.swap_total_kib) * 1024;
+            let rate = self.available.push(now, available as f64).filter(|_| warm);
+            let o = risk::global_outlook(available, total, rate, &th);
+            self.push(
+                o,
+                Reading::Global {
+                    available,
+                    total,
+                    rate,
+                },
+            );
         }
-        let nearest = risk::nearest(&threats).cloned();
-        let level = nearest.as_ref().map_or(Level::Ok, |t| t.level);
+        let nearest = self.nearest_index().map(|i| self.outlooks[i]);
+        let level = nearest.as_ref().map_or(Level::Ok, |o| o.level);
         let fired = self.episode.update(level, now, self.cfg.min_interval_s);
-        if fired && let Some(t) = &nearest {
+        if fired {
             self.cfg
                 .actions
-                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), t);
+                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), || {
+                    self.nearest_threat().expect("a danger has a threat")
+                });
         }
         if self.cfg.valve && !self.valve_done && level == Level::Danger {
             let info = self.procfs.sample(self.pid);
@@ -466,14 +575,81 @@ impl Guard {
                 "oomguard: trace: t={now:.1} {:?} next {:?}: {}",
                 level,
                 next_in,
-                nearest.as_ref().map_or(String::new(), |t| t.detail.clone())
+                self.nearest_threat().map_or(String::new(), |t| t.detail)
             );
         }
         Step {
-            threats,
             nearest,
             fired,
             next_in,
+        }
+    }
+
+    fn nearest_index(&self) -> Option<usize> {
+        (0..self.outlooks.len()).max_by(|&a, &b| self.outlooks[a].urgency_cmp(&self.outlooks[b]))
+    }
+
+    /// The last step's outlook of each watched killer.
+    pub fn outlooks(&self) -> &[Outlook] {
+        &self.outlooks
+    }
+
+    /// The last step's threats, in words.
+    pub fn threats(&self) -> Vec<Threat> {
+        (0..self.readings.len()).map(|i| self.word(i)).collect()
+    }
+
+    /// The last step's nearest threat, in words.
+    pub fn nearest_threat(&self) -> Option<Threat> {
+        self.nearest_index().map(|i| self.word(i))
+    }
+
+    /// Reading `i` of the last step in words.
+    fn word(&self, i: usize) -> Threat {
+        let th = &self.cfg.thresholds;
+        let unit = self.cfg.oomd.as_ref().map_or("", |r| r.unit.as_str());
+        match self.readings[i] {
+            Reading::MemoryHigh {
+                current,
+                high,
+                rate,
+            } => {
+                let mut t = risk::memcg(unit, current, high, rate, th);
+                t.killer = crate::model::killer::KillerId::SystemdOomd;
+                t.subject = format!("MemoryHigh of {unit}");
+                t.detail = format!(
+                    "{unit} is at {:.0}% of its MemoryHigh ({} of {} MiB){}: past it the kernel \
+                     throttles all its tasks and systemd-oomd's pressure rule follows",
+                    100.0 * current as f64 / high.max(1) as f64,
+                    current >> 20,
+                    high >> 20,
+                    t.eta_s
+                        .map(|e| format!(", reached in about {e:.0} s (estimate)"))
+                        .unwrap_or_default()
+                );
+                t
+            }
+            Reading::OomdPressure {
+                avg10,
+                above_for,
+                rate,
+            } => {
+                let (limit, duration) = self
+                    .cfg
+                    .oomd
+                    .as_ref()
+                    .map_or((0.0, 0.0), |r| (r.limit_pct, r.duration_s));
+                risk::oomd_pressure(unit, avg10, limit, above_for, duration, rate, th)
+            }
+            Reading::Memcg { usage, limit, rate } => {
+                let name = self.memcg.as_ref().map_or("?", |m| m.0.as_str());
+                risk::memcg(name, usage, limit, rate, th)
+            }
+            Reading::Global {
+                available,
+                total,
+                rate,
+            } => risk::global(available, total, rate, th),
         }
     }
 
@@ -561,7 +737,9 @@ impl Guard {
         {
             self.cfg
                 .actions
-                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), threat);
+                .fire(&self.job_id, self.pid, self.pidfd.as_ref(), || {
+                    threat.clone()
+                });
         }
     }
 
@@ -655,7 +833,7 @@ fn descendants(procs: &[crate::model::process::ProcInfo], root: i32) -> Vec<i32>
 /// Poll faster as danger grows: 1 s when calm and far, 250 ms past half of a limit, 100 ms
 /// once the memcg's usage rose since the last sample (to confirm a sustained rate quickly), while
 /// it grows toward a limit, and in watch or danger.
-fn next_interval(level: Level, nearest: Option<&Threat>, rising: bool) -> Duration {
+fn next_interval(level: Level, nearest: Option<&Outlook>, rising: bool) -> Duration {
     let growing = rising || nearest.is_some_and(|t| t.eta_s.is_some_and(|e| e < 120.0));
     let half = nearest.is_some_and(|t| t.fraction >= 0.5);
     Duration::from_millis(match level {

@@ -14,15 +14,49 @@ use crate::model::risk::{Level, Threat};
 
 struct Entry {
     guard: Guard,
-    name: String,
     due: Instant,
+    /// The last step found every killer far (`ok`).
+    calm: bool,
+}
+
+/// How often the exits of calm jobs are checked.
+const EXIT_CHECK: Duration = Duration::from_secs(5);
+
+/// The ids of the jobs that exited: one poll over all their pidfds.
+fn exited(jobs: &[Entry]) -> Vec<String> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds: Vec<PollFd> = jobs
+        .iter()
+        .filter_map(|e| e.guard.pidfd().map(|fd| PollFd::new(fd, PollFlags::IN)))
+        .collect();
+    if !fds.is_empty() {
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let _ = rustix::event::poll(&mut fds, Some(&zero));
+    }
+    let mut polled = fds.iter().map(|f| !f.revents().is_empty());
+    jobs.iter()
+        .filter(|e| {
+            if e.guard.pidfd().is_some() {
+                polled.next().unwrap_or(false)
+            } else {
+                e.guard.job_exited()
+            }
+        })
+        .map(|e| e.guard.job_id.clone())
+        .collect()
 }
 
 /// The guarded jobs of a daemon.
 pub struct GuardSet {
     jobs: Mutex<Vec<Entry>>,
-    /// /proc/meminfo kept open and re-read with pread: one syscall a tick, as earlyoom does.
-    meminfo: Mutex<Option<std::fs::File>>,
+    /// /proc/meminfo kept open and re-read with pread into a kept buffer: one syscall a tick,
+    /// as earlyoom does.
+    meminfo: Mutex<(Option<std::fs::File>, Vec<u8>)>,
+    /// When the jobs' exits were last checked.
+    exits_checked: Mutex<Instant>,
     metrics: Option<Arc<Metrics>>,
     procfs: ProcFs,
     cgroupfs: CgroupFs,
@@ -32,7 +66,8 @@ impl GuardSet {
     pub fn new(metrics: Option<Arc<Metrics>>, procfs: ProcFs, cgroupfs: CgroupFs) -> Self {
         GuardSet {
             jobs: Mutex::new(Vec::new()),
-            meminfo: Mutex::new(None),
+            meminfo: Mutex::new((None, vec![0; 8192])),
+            exits_checked: Mutex::new(Instant::now()),
             metrics,
             procfs,
             cgroupfs,
@@ -56,8 +91,8 @@ impl GuardSet {
         jobs.retain(|e| e.guard.job_id != job_id);
         jobs.push(Entry {
             guard,
-            name: name.to_string(),
             due: Instant::now(),
+            calm: false,
         });
     }
 
@@ -105,63 +140,34 @@ impl GuardSet {
         // Jobs due within the next 200 ms are stepped now too, so calm jobs share one wake-up
         // and one read of /proc/meminfo per second.
         let horizon = now + Duration::from_millis(200);
-        let totals = if jobs.iter().any(|e| e.due <= now) {
-            self.read_meminfo()
-        } else {
-            None
-        };
         let mut ended = Vec::new();
-        let any_due = totals.is_some();
-        // One poll over every due job's pidfd tells which have exited.
-        let exited: Vec<bool> = {
-            let due: Vec<&Entry> = jobs
-                .iter()
-                .filter(|e| any_due && e.due <= horizon)
-                .collect();
-            let mut fds: Vec<rustix::event::PollFd> = due
-                .iter()
-                .filter_map(|e| {
-                    e.guard
-                        .pidfd()
-                        .map(|fd| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
-                })
-                .collect();
-            let zero = rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if !fds.is_empty() {
-                let _ = rustix::event::poll(&mut fds, Some(&zero));
+        if jobs.iter().any(|e| e.due <= now) {
+            let totals = self.read_meminfo();
+            // Which jobs exited: one poll over their pidfds, on every tick while any job is
+            // not calm, and every few seconds while all are (a calm job that ended costs
+            // nothing but a few more steps; this poll is most of a calm tick's own cost).
+            let mut checked = self.exits_checked.lock().unwrap();
+            if jobs.iter().any(|e| !e.calm) || now.duration_since(*checked) >= EXIT_CHECK {
+                *checked = now;
+                ended = exited(&jobs);
             }
-            let mut it = fds.iter().map(|f| !f.revents().is_empty());
-            due.iter()
-                .map(|e| {
-                    if e.guard.pidfd().is_some() {
-                        it.next().unwrap_or(false)
-                    } else {
-                        e.guard.job_exited()
-                    }
-                })
-                .collect()
-        };
-        let mut exited = exited.into_iter();
-        for e in jobs.iter_mut().filter(|e| any_due && e.due <= horizon) {
-            if exited.next().unwrap_or(false) {
-                ended.push(e.guard.job_id.clone());
-                continue;
-            }
-            let step = e.guard.step_with(totals);
-            e.due = now + step.next_in;
-            if let Some(m) = &self.metrics {
+            for e in jobs.iter_mut().filter(|e| e.due <= horizon) {
+                if ended.contains(&e.guard.job_id) {
+                    continue;
+                }
+                let step = e.guard.step_with(totals);
+                e.due = now + step.next_in;
                 let level = step.nearest.as_ref().map_or(Level::Ok, |t| t.level);
-                let mem = self
-                    .procfs
-                    .sample(e.guard.pid)
-                    .and_then(|p| p.mem)
-                    .map_or(0, |m| (m.rss_kib() + m.swap_kib) * 1024);
-                m.job_sample(&e.guard.job_id, mem, &step.threats, level);
+                e.calm = level == Level::Ok;
+                if let Some(m) = &self.metrics {
+                    let mem = self
+                        .procfs
+                        .sample(e.guard.pid)
+                        .and_then(|p| p.mem)
+                        .map_or(0, |m| (m.rss_kib() + m.swap_kib) * 1024);
+                    m.job_sample(&e.guard.job_id, mem, e.guard.outlooks(), level);
+                }
             }
-            let _ = &e.name;
         }
         jobs.retain(|e| !ended.contains(&e.guard.job_id));
         if let Some(m) = &self.metrics {
@@ -181,12 +187,12 @@ impl GuardSet {
 
     fn read_meminfo(&self) -> Option<crate::model::process::MemTotals> {
         use std::os::unix::fs::FileExt;
-        let mut f = self.meminfo.lock().unwrap();
+        let mut kept = self.meminfo.lock().unwrap();
+        let (f, buf) = &mut *kept;
         if f.is_none() {
             *f = std::fs::File::open(self.procfs.root().join("meminfo")).ok();
         }
-        let mut buf = [0u8; 8192];
-        let n = f.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let n = f.as_ref()?.read_at(buf, 0).ok()?;
         crate::host::proc::parse_meminfo(&buf[..n])
     }
 

@@ -312,6 +312,17 @@ fn leading_num(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(&v[..end]).ok()?.parse().ok()
 }
 
+/// Free RAM + free swap and their total, in bytes, from `sysinfo(2)`: no /proc/meminfo to
+/// format, a fraction of its cost (see [`crate::model::risk::screen_calm`]).
+pub fn sysinfo_free() -> (u64, u64) {
+    let si = rustix::system::sysinfo();
+    let unit = u64::from(si.mem_unit.max(1));
+    (
+        (si.freeram as u64 + si.freeswap as u64) * unit,
+        (si.totalram as u64 + si.totalswap as u64) * unit,
+    )
+}
+
 /// Parse `/proc/meminfo` (KiB): MemTotal, MemAvailable (MemFree before 3.14), SwapTotal, SwapFree.
 pub fn parse_meminfo(buf: &[u8]) -> Option<MemTotals> {
     let (mut total, mut avail, mut free, mut st, mut sf) = (None, None, None, None, None);
@@ -328,6 +339,10 @@ pub fn parse_meminfo(buf: &[u8]) -> Option<MemTotals> {
             _ => continue,
         };
         *slot = Some(leading_num(&line[colon + 1..])?);
+        // SwapFree comes after the others: the remaining 40 lines are not needed.
+        if total.is_some() && avail.is_some() && st.is_some() && sf.is_some() {
+            break;
+        }
     }
     Some(MemTotals {
         mem_total_kib: total?,

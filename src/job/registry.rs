@@ -56,6 +56,9 @@ pub struct Job {
     pub layers: Vec<Layer>,
     /// Set when the job's end was observed.
     pub end: Option<End>,
+    /// The root daemon guards the job (it sends the checkpoint signal and runs the valve).
+    #[serde(default)]
+    pub daemon_guards: bool,
     /// The OOM kill that ended it, once `ps` or `history` found it in the logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed_by: Option<KilledBy>,
@@ -219,6 +222,7 @@ mod tests {
             allow_unprotected: false,
             layers: vec![],
             end: None,
+            daemon_guards: false,
             killed_by: None,
         }
     }

@@ -187,7 +187,7 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         .as_user
         .as_ref()
         .map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
-    let layers = match apply(
+    let (layers, daemon_guards) = match apply(
         &target,
         info.start_time,
         spec.adj,
@@ -249,6 +249,7 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         allow_unprotected: spec.allow_unprotected,
         layers,
         end: None,
+        daemon_guards,
         killed_by: None,
     };
     registry::save(state, &job).map_err(|e| refuse(format!("{e:#}")))?;
@@ -288,7 +289,7 @@ fn apply(
     job_id: &str,
     uid: u32,
     checkpoint_signal: Option<String>,
-) -> Result<Vec<Layer>> {
+) -> Result<(Vec<Layer>, bool)> {
     let root = rustix::process::geteuid().is_root();
     if !root {
         let sock = protocol::socket_path();
@@ -309,10 +310,10 @@ fn apply(
                     reply.error.unwrap_or_default()
                 );
             }
-            return Ok(reply.layers);
+            return Ok((reply.layers, reply.guarded));
         }
     }
-    Ok(layers::shield(
+    let layers = layers::shield(
         t,
         &Shield {
             adj,
@@ -321,7 +322,8 @@ fn apply(
             extra: &[],
             root,
         },
-    ))
+    );
+    Ok((layers, false))
 }
 
 /// The child between fork and exec: only async-signal-safe calls.

@@ -79,6 +79,58 @@ pub struct Threat {
     pub detail: String,
 }
 
+impl Threat {
+    /// Its figures, without the words.
+    pub fn outlook(&self) -> Outlook {
+        Outlook {
+            killer: self.killer,
+            level: self.level,
+            fraction: self.fraction,
+            eta_s: self.eta_s,
+        }
+    }
+}
+
+/// A threat's figures without its words: what the guard computes on every step. Words cost
+/// allocations and float formatting, so they are made only when someone reads them (an
+/// action fires, a trace, `doctor`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Outlook {
+    pub killer: KillerId,
+    pub level: Level,
+    /// How far along the way to the trigger, 0 = calm, 1 = the killer acts.
+    pub fraction: f64,
+    /// Estimated seconds until the killer acts, at the current rate; `None` if not approaching.
+    pub eta_s: Option<f64>,
+}
+
+impl Outlook {
+    /// Which of two outlooks to act on first: the higher level, then the sooner estimate,
+    /// then the closer one (`Greater` = `self` first).
+    pub fn urgency_cmp(&self, other: &Outlook) -> std::cmp::Ordering {
+        self.level
+            .cmp(&other.level)
+            .then_with(|| {
+                other
+                    .eta_s
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&self.eta_s.unwrap_or(f64::INFINITY))
+            })
+            .then_with(|| self.fraction.total_cmp(&other.fraction))
+    }
+
+    fn with_words(self, subject: String, detail: String) -> Threat {
+        Threat {
+            killer: self.killer,
+            subject,
+            level: self.level,
+            fraction: self.fraction,
+            eta_s: self.eta_s,
+            detail,
+        }
+    }
+}
+
 /// Rate of change per second of `(t_seconds, value)` samples: least-squares slope.
 /// `None` with fewer than two samples or no time spread.
 pub fn rate(samples: &[(f64, f64)]) -> Option<f64> {
@@ -119,6 +171,18 @@ fn eta_words(eta_s: Option<f64>) -> String {
 
 /// The kernel's memcg OOM killer for a group with a hard limit: it acts when usage reaches
 /// the limit (and reclaim fails). `rate` is the usage's growth in bytes per second.
+pub fn memcg_outlook(usage: u64, limit: u64, rate_bps: Option<f64>, th: &Thresholds) -> Outlook {
+    let fraction = usage as f64 / limit.max(1) as f64;
+    let eta_s = eta(usage as f64, limit as f64, rate_bps);
+    Outlook {
+        killer: KillerId::Kernel,
+        level: th.level(fraction, eta_s),
+        fraction,
+        eta_s,
+    }
+}
+
+/// [`memcg_outlook`] in words.
 pub fn memcg(
     group: &str,
     usage: u64,
@@ -126,44 +190,108 @@ pub fn memcg(
     rate_bps: Option<f64>,
     th: &Thresholds,
 ) -> Threat {
-    let fraction = usage as f64 / limit.max(1) as f64;
-    let eta_s = eta(usage as f64, limit as f64, rate_bps);
-    Threat {
-        killer: KillerId::Kernel,
-        subject: format!("memcg {group} limit {}", mib(limit as f64)),
-        level: th.level(fraction, eta_s),
-        fraction,
-        eta_s,
-        detail: format!(
+    let o = memcg_outlook(usage, limit, rate_bps, th);
+    o.with_words(
+        format!("memcg {group} limit {}", mib(limit as f64)),
+        format!(
             "memory cgroup {group} at {:.0}% of its {} limit ({} used){}",
-            100.0 * fraction,
+            100.0 * o.fraction,
             mib(limit as f64),
             mib(usage as f64),
-            eta_words(eta_s)
+            eta_words(o.eta_s)
         ),
-    }
+    )
 }
 
 /// The kernel's global OOM killer: it acts when RAM and swap are exhausted. `available` is
 /// MemAvailable + SwapFree in bytes, `total` MemTotal + SwapTotal; `rate` is the change of
 /// `available` per second (negative while memory is being used up).
-pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds) -> Threat {
+pub fn global_outlook(
+    available: u64,
+    total: u64,
+    rate_bps: Option<f64>,
+    th: &Thresholds,
+) -> Outlook {
     let used = total.saturating_sub(available);
     let fraction = used as f64 / total.max(1) as f64;
     let eta_s = eta(used as f64, total as f64, rate_bps.map(|r| -r));
-    Threat {
+    Outlook {
         killer: KillerId::Kernel,
-        subject: "all memory (global OOM)".into(),
         level: th.level(fraction, eta_s),
         fraction,
         eta_s,
-        detail: format!(
+    }
+}
+
+/// [`global_outlook`] in words.
+pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds) -> Threat {
+    let o = global_outlook(available, total, rate_bps, th);
+    o.with_words(
+        "all memory (global OOM)".into(),
+        format!(
             "{} of RAM + swap available ({:.0}% used){}",
             mib(available as f64),
-            100.0 * fraction,
-            eta_words(eta_s)
+            100.0 * o.fraction,
+            eta_words(o.eta_s)
         ),
+    )
+}
+
+/// A cheap screen of all of memory from `sysinfo(2)` figures (free RAM + free swap, which
+/// the kernel hands over without formatting /proc/meminfo): `Some(used fraction, an upper
+/// bound)` when the global OOM killer is surely far, `None` when /proc/meminfo must be read.
+///
+/// Sound because MemAvailable >= MemFree - the kernel's reserves (it adds reclaimable cache and
+/// slab, never less than nothing), and while half of memory is free the kernel reclaims no
+/// cache, so allocations take free memory directly and free memory falls at least as fast as
+/// available memory. `prev` is the last screen's `(seconds, free bytes)`; the screen passes only
+/// while the used share stays 30 points below the watch (or danger, if lower) fraction and
+/// free memory, if falling, would last more than twice the longer of the watch and danger
+/// estimates at that rate.
+pub fn screen_calm(
+    free: u64,
+    total: u64,
+    now_s: f64,
+    prev: Option<(f64, u64)>,
+    th: &Thresholds,
+) -> Option<f64> {
+    let total_f = total.max(1) as f64;
+    let used = 1.0 - free as f64 / total_f;
+    if used > (th.watch_fraction.min(th.danger_fraction) - 0.3).max(0.0) {
+        return None;
     }
+    if let Some((t0, f0)) = prev {
+        let dt = now_s - t0;
+        if dt > 0.0 && f0 > free {
+            let rate = (f0 - free) as f64 / dt;
+            if free as f64 / rate <= 2.0 * th.watch_eta_s.max(th.danger_eta_s) {
+                return None;
+            }
+        }
+    }
+    Some(used.max(0.0))
+}
+
+/// The global outlook when [`screen_calm`] passed: `ok`, no estimate.
+pub fn global_screened(used_fraction: f64) -> Outlook {
+    Outlook {
+        killer: KillerId::Kernel,
+        level: Level::Ok,
+        fraction: used_fraction,
+        eta_s: None,
+    }
+}
+
+/// [`global_screened`] in words.
+pub fn global_screened_words(free: u64, used_fraction: f64) -> Threat {
+    global_screened(used_fraction).with_words(
+        "all memory (global OOM)".into(),
+        format!(
+            "at least {} of RAM + swap free (at most {:.0}% used): far from a global OOM",
+            mib(free as f64),
+            100.0 * used_fraction
+        ),
+    )
 }
 
 /// systemd-oomd's pressure rule for the monitored unit: it kills when `full avg10` stays above
@@ -175,15 +303,14 @@ pub fn global(available: u64, total: u64, rate_bps: Option<f64>, th: &Thresholds
 /// below it, `danger` when the pressure is past half the limit and rising, `watch` past a
 /// quarter. Measured in the VM lab: at 80 % `full` pressure a throttled Python job could not
 /// write a small file in 10 s, so the warning must come before the crossing.
-pub fn oomd_pressure(
-    unit: &str,
+pub fn oomd_pressure_outlook(
     full_avg10: f64,
     limit_pct: f64,
     above_for_s: f64,
     duration_s: f64,
     rate_pct_per_s: Option<f64>,
     th: &Thresholds,
-) -> Threat {
+) -> Outlook {
     let limit = limit_pct.max(0.01);
     let above = full_avg10 > limit;
     let rising = rate_pct_per_s.filter(|r| *r > 0.0);
@@ -201,15 +328,39 @@ pub fn oomd_pressure(
         (th.watch_fraction * full_avg10 / (limit / 4.0))
             .min((th.watch_fraction + th.danger_fraction) / 2.0)
     };
-    Threat {
+    Outlook {
         killer: KillerId::SystemdOomd,
-        subject: format!("pressure on {unit}"),
         level: th.level(fraction, None),
         fraction,
         eta_s,
-        detail: format!(
+    }
+}
+
+/// [`oomd_pressure_outlook`] in words, for the unit `unit`.
+pub fn oomd_pressure(
+    unit: &str,
+    full_avg10: f64,
+    limit_pct: f64,
+    above_for_s: f64,
+    duration_s: f64,
+    rate_pct_per_s: Option<f64>,
+    th: &Thresholds,
+) -> Threat {
+    let o = oomd_pressure_outlook(
+        full_avg10,
+        limit_pct,
+        above_for_s,
+        duration_s,
+        rate_pct_per_s,
+        th,
+    );
+    let above = full_avg10 > limit_pct.max(0.01);
+    let rising = rate_pct_per_s.filter(|r| *r > 0.0);
+    o.with_words(
+        format!("pressure on {unit}"),
+        format!(
             "memory pressure on {unit} is {full_avg10:.2}% of its {limit_pct:.0}% limit{}",
-            match (above, eta_s) {
+            match (above, o.eta_s) {
                 (true, Some(e)) => format!(
                     ", above it for {above_for_s:.0} s of {duration_s:.0} s: kills in {e:.0} s if it stays"
                 ),
@@ -220,7 +371,7 @@ pub fn oomd_pressure(
                 _ => String::new(),
             }
         ),
-    }
+    )
 }
 
 /// systemd-oomd's swap rule: it kills when both memory used and swap used exceed `limit`
@@ -298,16 +449,9 @@ pub fn earlyoom(
 
 /// The threat to act on first: the highest level, then the soonest estimate, then the closest.
 pub fn nearest(threats: &[Threat]) -> Option<&Threat> {
-    threats.iter().max_by(|a, b| {
-        a.level
-            .cmp(&b.level)
-            .then_with(|| {
-                b.eta_s
-                    .unwrap_or(f64::INFINITY)
-                    .total_cmp(&a.eta_s.unwrap_or(f64::INFINITY))
-            })
-            .then_with(|| a.fraction.total_cmp(&b.fraction))
-    })
+    threats
+        .iter()
+        .max_by(|a, b| a.outlook().urgency_cmp(&b.outlook()))
 }
 
 /// The runaway case of the safety valve: a job shielded at -1000 is itself what exhausts
@@ -394,6 +538,69 @@ mod tests {
             memcg("/job", 790 * MIB, 800 * MIB, None, &th).level,
             Level::Danger
         );
+    }
+
+    #[test]
+    fn the_screen_passes_only_far_from_a_global_oom() {
+        let th = Thresholds::default();
+        const GIB: u64 = 1 << 30;
+        // 20 of 24 GiB free, steady: calm, used at most 1/6.
+        let u = screen_calm(20 * GIB, 24 * GIB, 1.0, Some((0.0, 20 * GIB)), &th).unwrap();
+        assert!((u - 4.0 / 24.0).abs() < 1e-9);
+        // Half used or more (watch at 80 %, minus 30 points): read /proc/meminfo.
+        assert_eq!(screen_calm(12 * GIB - 1, 24 * GIB, 1.0, None, &th), None);
+        assert!(screen_calm(12 * GIB + 1, 24 * GIB, 1.0, None, &th).is_some());
+        // Falling at 6 GiB/s from 20 GiB: gone in 3.3 s, not calm.
+        assert_eq!(
+            screen_calm(14 * GIB, 24 * GIB, 1.0, Some((0.0, 20 * GIB)), &th),
+            None
+        );
+        // Falling at 100 MiB/s from 20 GiB: 200 s left, more than twice watch_eta_s: calm.
+        assert!(
+            screen_calm(
+                20 * GIB - 100 * MIB,
+                24 * GIB,
+                1.0,
+                Some((0.0, 20 * GIB)),
+                &th
+            )
+            .is_some()
+        );
+        // ... but at 200 MiB/s (100 s left) it is not.
+        assert_eq!(
+            screen_calm(
+                20 * GIB - 200 * MIB,
+                24 * GIB,
+                1.0,
+                Some((0.0, 20 * GIB)),
+                &th
+            ),
+            None
+        );
+        // Rising free memory is calm.
+        assert!(screen_calm(20 * GIB, 24 * GIB, 1.0, Some((0.0, 19 * GIB)), &th).is_some());
+    }
+
+    proptest! {
+        /// Whenever the screen passes, the real global outlook from any MemAvailable at least
+        /// the screened free memory is `ok` (the screen never hides a threat).
+        #[test]
+        fn a_passed_screen_hides_no_threat(
+            total in 1u64..(1 << 45),
+            free_pm in 0u64..=1000,
+            extra_pm in 0u64..=1000,
+            fall_pm in 0u64..=1000,
+        ) {
+            let th = Thresholds::default();
+            let free = total / 1000 * free_pm;
+            let prev = free + total / 1000 * fall_pm / 10;
+            if screen_calm(free, total, 1.0, Some((0.0, prev)), &th).is_some() {
+                let avail = free + (total - free) / 1000 * extra_pm;
+                let rate = -((prev - free) as f64);
+                let o = global_outlook(avail, total, Some(rate), &th);
+                prop_assert_eq!(o.level, Level::Ok, "free {} avail {} rate {}", free, avail, rate);
+            }
+        }
     }
 
     #[test]
