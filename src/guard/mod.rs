@@ -55,6 +55,62 @@ impl Default for GuardConfig {
 /// Seconds after the guard starts during which growth gives no time estimates.
 pub const WARMUP_S: f64 = 5.0;
 
+/// All of memory, as one step sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Memory {
+    /// Read from /proc/meminfo.
+    Totals(MemTotals),
+    /// `sysinfo(2)` screened it far from a global OOM ([`risk::screen_calm`]): free RAM +
+    /// swap in bytes, and the used share (an upper bound).
+    Far { free: u64, used: f64 },
+    /// Not known (no readable /proc/meminfo).
+    Unknown,
+}
+
+impl From<Option<MemTotals>> for Memory {
+    fn from(t: Option<MemTotals>) -> Memory {
+        t.map_or(Memory::Unknown, Memory::Totals)
+    }
+}
+
+/// A `sysinfo(2)` sample for [`screened`]: `(free, total)` bytes, and the previous sample's
+/// `(seconds, free)`.
+pub type Screen = ((u64, u64), Option<(f64, u64)>);
+
+/// The cheap screen of all of memory: `sysinfo(2)` each step, /proc/meminfo only when the
+/// screen does not pass. Screens only the real machine (a fake /proc root reads its meminfo).
+#[derive(Debug, Default)]
+pub struct MemProbe {
+    /// The last screen: (seconds, free bytes).
+    prev: Option<(f64, u64)>,
+    disabled: bool,
+}
+
+impl MemProbe {
+    pub fn for_root(procfs: &ProcFs) -> MemProbe {
+        MemProbe {
+            prev: None,
+            disabled: procfs.root() != std::path::Path::new("/proc"),
+        }
+    }
+
+    /// Sample `sysinfo(2)` (once per tick).
+    pub fn sample(&mut self, now_s: f64) -> Option<Screen> {
+        if self.disabled {
+            return None;
+        }
+        let (free, total) = crate::host::proc::sysinfo_free();
+        let prev = self.prev.replace((now_s, free));
+        Some(((free, total), prev))
+    }
+}
+
+/// The screen's verdict for one job's thresholds: `Some(Memory::Far)` when it passed.
+pub fn screened(sample: Option<Screen>, now_s: f64, th: &Thresholds) -> Option<Memory> {
+    let ((free, total), prev) = sample?;
+    risk::screen_calm(free, total, now_s, prev, th).map(|used| Memory::Far { free, used })
+}
+
 /// A file kept open and re-read from offset 0 with `pread` into a fixed buffer. Opening a
 /// /proc or cgroup file anew allocates a kernel buffer each time, and that allocation is
 /// charged to the reader's memory cgroup: a guard that lives in the job's own cgroup (a
@@ -212,6 +268,8 @@ enum Reading {
         total: u64,
         rate: Option<f64>,
     },
+    /// All of memory, screened far from a global OOM.
+    GlobalFar { free: u64, used: f64 },
 }
 
 /// Recent samples of one quantity, for its growth rate.
@@ -225,6 +283,10 @@ impl Series {
     fn rising(&self) -> bool {
         let n = self.0.len();
         n >= 2 && self.0[n - 1].1 > self.0[n - 2].1
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 
     /// Add a sample; the current rate per second, but only for sustained change: the last
@@ -297,6 +359,7 @@ pub struct Guard {
     /// `OOMGUARD_TRACE=1`: print every step's nearest threat on stderr.
     trace: bool,
     meminfo: Kept,
+    probe: MemProbe,
     memcg_usage_file: Kept,
     oomd_pressure: Kept,
     /// The watched unit's memory pressure is over a quarter of oomd's limit.
@@ -362,6 +425,7 @@ impl Guard {
         };
         let (oomd_high, oomd_current) = (unit_file("memory.high"), unit_file("memory.current"));
         let cgroup_file = Kept::new(procfs.root().join(pid.to_string()).join("cgroup"));
+        let probe = MemProbe::for_root(&procfs);
         Guard {
             job_id: job_id.into(),
             pid,
@@ -388,6 +452,7 @@ impl Guard {
             psi,
             trace: std::env::var_os("OOMGUARD_TRACE").is_some_and(|v| v == "1"),
             meminfo,
+            probe,
             memcg_usage_file: Kept::default(),
             oomd_pressure,
             crunch: false,
@@ -401,12 +466,24 @@ impl Guard {
 
     /// Sample, judge, and fire the actions if this is a new episode of danger.
     pub fn step(&mut self) -> Step {
-        let mut buf = [0u8; 8192];
-        let totals = self
-            .meminfo
-            .read(&mut buf)
-            .and_then(crate::host::proc::parse_meminfo);
-        self.step_with(totals)
+        let now = self.start.elapsed().as_secs_f64();
+        let sample = self.probe.sample(now);
+        let mem = match screened(sample, now, &self.cfg.thresholds) {
+            Some(m) => m,
+            None => {
+                let mut buf = [0u8; 8192];
+                self.meminfo
+                    .read(&mut buf)
+                    .and_then(crate::host::proc::parse_meminfo)
+                    .into()
+            }
+        };
+        self.step_with(mem)
+    }
+
+    /// The job's thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.cfg.thresholds
     }
 
     /// Look again at the memory cgroup that limits the job, into `self.memcg`: the job may
@@ -449,7 +526,7 @@ impl Guard {
     /// One step with the machine's memory already read (the daemon reads it once per tick for
     /// all its jobs). When calm this reads one file, the memcg's usage, and allocates
     /// nothing: the threats are worded only when read (see [`Guard::threats`]).
-    pub fn step_with(&mut self, totals: Option<MemTotals>) -> Step {
+    pub fn step_with(&mut self, mem: Memory) -> Step {
         let now = self.start.elapsed().as_secs_f64();
         let th = self.cfg.thresholds;
         self.outlooks.clear();
@@ -539,19 +616,30 @@ impl Guard {
                 None => self.memcg_checked = None, // moved or gone: look again next step
             }
         }
-        if let Some(t) = totals {
-            let available = (t.mem_available_kib + t.swap_free_kib) * 1024;
-            let total = (t.mem_total_kib + t.swap_total_kib) * 1024;
-            let rate = self.available.push(now, available as f64).filter(|_| warm);
-            let o = risk::global_outlook(available, total, rate, &th);
-            self.push(
-                o,
-                Reading::Global {
-                    available,
-                    total,
-                    rate,
-                },
-            );
+        match mem {
+            Memory::Totals(t) => {
+                let available = (t.mem_available_kib + t.swap_free_kib) * 1024;
+                let total = (t.mem_total_kib + t.swap_total_kib) * 1024;
+                let rate = self.available.push(now, available as f64).filter(|_| warm);
+                let o = risk::global_outlook(available, total, rate, &th);
+                self.push(
+                    o,
+                    Reading::Global {
+                        available,
+                        total,
+                        rate,
+                    },
+                );
+            }
+            Memory::Far { free, used } => {
+                // Rates come from consecutive meminfo samples only.
+                self.available.clear();
+                self.push(
+                    risk::global_screened(used),
+                    Reading::GlobalFar { free, used },
+                );
+            }
+            Memory::Unknown => {}
         }
         let nearest = self.nearest_index().map(|i| self.outlooks[i]);
         let level = nearest.as_ref().map_or(Level::Ok, |o| o.level);
@@ -650,6 +738,7 @@ impl Guard {
                 total,
                 rate,
             } => risk::global(available, total, rate, th),
+            Reading::GlobalFar { free, used } => risk::global_screened_words(free, used),
         }
     }
 

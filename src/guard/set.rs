@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::{Guard, GuardConfig};
+use super::{Guard, GuardConfig, MemProbe, Memory, screened};
 use crate::host::cgroup::CgroupFs;
 use crate::host::proc::ProcFs;
 use crate::model::killer::KillerId;
@@ -57,6 +57,9 @@ pub struct GuardSet {
     meminfo: Mutex<(Option<std::fs::File>, Vec<u8>)>,
     /// When the jobs' exits were last checked.
     exits_checked: Mutex<Instant>,
+    /// The `sysinfo(2)` screen of all of memory, and the set's start (its clock).
+    probe: Mutex<MemProbe>,
+    start: Instant,
     metrics: Option<Arc<Metrics>>,
     procfs: ProcFs,
     cgroupfs: CgroupFs,
@@ -68,6 +71,8 @@ impl GuardSet {
             jobs: Mutex::new(Vec::new()),
             meminfo: Mutex::new((None, vec![0; 8192])),
             exits_checked: Mutex::new(Instant::now()),
+            probe: Mutex::new(MemProbe::for_root(&procfs)),
+            start: Instant::now(),
             metrics,
             procfs,
             cgroupfs,
@@ -142,7 +147,11 @@ impl GuardSet {
         let horizon = now + Duration::from_millis(200);
         let mut ended = Vec::new();
         if jobs.iter().any(|e| e.due <= now) {
-            let totals = self.read_meminfo();
+            // All of memory: a sysinfo(2) screen, and /proc/meminfo only for the jobs whose
+            // thresholds the screen does not clear (read once, shared).
+            let now_s = now.duration_since(self.start).as_secs_f64();
+            let sample = self.probe.lock().unwrap().sample(now_s);
+            let mut totals: Option<Option<crate::model::process::MemTotals>> = None;
             // Which jobs exited: one poll over their pidfds, on every tick while any job is
             // not calm, and every few seconds while all are (a calm job that ended costs
             // nothing but a few more steps; this poll is most of a calm tick's own cost).
@@ -155,7 +164,11 @@ impl GuardSet {
                 if ended.contains(&e.guard.job_id) {
                     continue;
                 }
-                let step = e.guard.step_with(totals);
+                let mem = match screened(sample, now_s, e.guard.thresholds()) {
+                    Some(m) => m,
+                    None => Memory::from(*totals.get_or_insert_with(|| self.read_meminfo())),
+                };
+                let step = e.guard.step_with(mem);
                 e.due = now + step.next_in;
                 let level = step.nearest.as_ref().map_or(Level::Ok, |t| t.level);
                 e.calm = level == Level::Ok;
