@@ -47,6 +47,8 @@ fn apply(t: &Target, ticks: u64, args: &Args, id: &str) -> Result<(Vec<Layer>, b
             mode: Mode::Protect,
             tree: args.tree,
             checkpoint_signal: None,
+            valve: None,
+            valve_grace_ms: None,
         };
         let reply = protocol::call_on(conn, &op)?;
         if !reply.ok {

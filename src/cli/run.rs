@@ -253,6 +253,8 @@ pub fn run(args: Args) -> Result<u8> {
         detach: args.detach,
         as_user: user,
         checkpoint_signal: args.checkpoint_signal.clone(),
+        valve: !args.no_valve,
+        valve_grace_s: args.valve_grace.max(0.0),
     };
     if args.detach {
         return detach(&state, &spec, guard);

@@ -63,6 +63,14 @@ pub enum Op {
         /// announces a kill of its cgroup. Optional.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checkpoint_signal: Option<String>,
+        /// `false` when the user turned the runaway safety valve off for this job (`run
+        /// --no-valve`); the daemon's guard then leaves the shield alone. Optional.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valve: Option<bool>,
+        /// The user's grace between the valve's warning and lowering the shield, in ms
+        /// (`run --valve-grace`). Optional: the policy's otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valve_grace_ms: Option<u64>,
     },
 }
 
@@ -199,6 +207,18 @@ mod tests {
             }
         ));
         assert_eq!(parse(br#"{"v":1,"op":"ping"}"#).unwrap(), Op::Ping);
+        let no_valve = parse(
+            br#"{"v":1,"op":"shield","pid":5,"start_ticks":9,"adj":-1000,"job_id":"ab","mode":"run","valve":false,"valve_grace_ms":2500}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            no_valve,
+            Op::Shield {
+                valve: Some(false),
+                valve_grace_ms: Some(2500),
+                ..
+            }
+        ));
         assert!(parse(b"garbage").unwrap_err().starts_with("malformed"));
         assert!(
             parse(br#"{"v":2,"op":"ping"}"#)

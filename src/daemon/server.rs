@@ -151,9 +151,16 @@ impl Daemon {
                 mode,
                 tree,
                 checkpoint_signal,
+                valve,
+                valve_grace_ms,
             } => match self.shield(peer, pid, start_ticks, adj, &job_id, mode, tree) {
                 Ok(mut r) => {
-                    r.guarded = self.guard(&job_id, pid, &r, checkpoint_signal.as_deref());
+                    let prefs = UserGuard {
+                        checkpoint_signal: checkpoint_signal.as_deref(),
+                        valve,
+                        valve_grace_ms,
+                    };
+                    r.guarded = self.guard(&job_id, pid, &r, &prefs);
                     r
                 }
                 Err(e) => Reply::err(e),
@@ -162,13 +169,7 @@ impl Daemon {
     }
 
     /// Start guarding a job just shielded (when this daemon guards jobs); whether it does.
-    fn guard(
-        &self,
-        job_id: &str,
-        pid: i32,
-        reply: &Reply,
-        checkpoint_signal: Option<&str>,
-    ) -> bool {
+    fn guard(&self, job_id: &str, pid: i32, reply: &Reply, prefs: &UserGuard) -> bool {
         let Some(g) = &self.guards else {
             return false;
         };
@@ -177,7 +178,9 @@ impl Daemon {
         }
         // The request's signal, else the policy's default (`[guard] checkpoint_signal`).
         let gp = &self.policy.guard;
-        let signal = checkpoint_signal
+        let (valve, valve_grace_s) = gp.job_valve(prefs.valve, prefs.valve_grace_ms);
+        let signal = prefs
+            .checkpoint_signal
             .or(gp.checkpoint_signal.as_deref())
             .and_then(|s| crate::guard::parse_signal(s).ok());
         let cfg = crate::guard::GuardConfig {
@@ -191,8 +194,8 @@ impl Daemon {
                 ..Default::default()
             },
             min_interval_s: gp.min_interval_seconds as f64,
-            valve: gp.valve,
-            valve_grace_s: gp.valve_grace_seconds as f64,
+            valve,
+            valve_grace_s,
             ..Default::default()
         };
         let name = adj::read_info(&self.proc, pid)
@@ -344,4 +347,11 @@ fn read_line(conn: &mut UnixStream) -> Result<Vec<u8>, String> {
             Err(e) => return Err(format!("reading request: {e}")),
         }
     }
+}
+
+/// What the requester asked of the daemon's guard for its job.
+struct UserGuard<'a> {
+    checkpoint_signal: Option<&'a str>,
+    valve: Option<bool>,
+    valve_grace_ms: Option<u64>,
 }

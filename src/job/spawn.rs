@@ -36,8 +36,13 @@ pub struct Spec {
     pub detach: bool,
     /// Run the job as this user (uid, gid, supplementary gids) instead of ours.
     pub as_user: Option<User>,
-    /// The job's checkpoint signal, passed to the daemon for systemd-oomd's prekill hook.
+    /// The job's checkpoint signal, passed to the daemon (which guards the job when it shields
+    /// it) and used for systemd-oomd's prekill hook.
     pub checkpoint_signal: Option<String>,
+    /// The safety valve's settings, passed to the daemon likewise: off (`--no-valve`), and
+    /// its grace in seconds.
+    pub valve: bool,
+    pub valve_grace_s: f64,
 }
 
 /// A user to become before exec.
@@ -187,14 +192,7 @@ pub fn start(state: &Path, spec: &Spec) -> Result<Started> {
         .as_user
         .as_ref()
         .map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
-    let (layers, daemon_guards) = match apply(
-        &target,
-        info.start_time,
-        spec.adj,
-        &id,
-        uid,
-        spec.checkpoint_signal.clone(),
-    ) {
+    let (layers, daemon_guards) = match apply(&target, info.start_time, spec.adj, &id, uid, spec) {
         Ok(l) => l,
         Err(e) => return Err(refuse(format!("{e:#}"))),
     };
@@ -288,7 +286,7 @@ fn apply(
     adj: i32,
     job_id: &str,
     uid: u32,
-    checkpoint_signal: Option<String>,
+    spec: &Spec,
 ) -> Result<(Vec<Layer>, bool)> {
     let root = rustix::process::geteuid().is_root();
     if !root {
@@ -301,7 +299,11 @@ fn apply(
                 job_id: job_id.into(),
                 mode: Mode::Run,
                 tree: false,
-                checkpoint_signal,
+                checkpoint_signal: spec.checkpoint_signal.clone(),
+                valve: (!spec.valve).then_some(false),
+                valve_grace_ms: (spec.valve_grace_s
+                    != crate::guard::GuardConfig::default().valve_grace_s)
+                    .then(|| (spec.valve_grace_s.max(0.0) * 1000.0) as u64),
             };
             let reply = protocol::call_on(conn, &op)?;
             if !reply.ok {

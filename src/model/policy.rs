@@ -77,6 +77,18 @@ pub struct GuardPolicy {
     pub valve_grace_seconds: u32,
 }
 
+impl GuardPolicy {
+    /// The valve for one job: (on, grace in seconds). The user may turn it off for their job
+    /// (`run --no-valve`) or give it another grace (`run --valve-grace`); `valve = false` in the
+    /// policy turns it off for every job.
+    pub fn job_valve(&self, user_valve: Option<bool>, user_grace_ms: Option<u64>) -> (bool, f64) {
+        (
+            self.valve && user_valve != Some(false),
+            user_grace_ms.map_or(self.valve_grace_seconds as f64, |ms| ms as f64 / 1000.0),
+        )
+    }
+}
+
 impl Default for GuardPolicy {
     fn default() -> Self {
         GuardPolicy {
@@ -435,5 +447,18 @@ mod tests {
         let p =
             Policy::parse("socket_mode = \"0660\"\nsocket_group = \"oomguard\"\n", "c").unwrap();
         assert_eq!(p.socket_mode.value, 0o660);
+    }
+
+    #[test]
+    fn a_job_valve_honours_the_user_and_the_policy() {
+        let p = GuardPolicy::default();
+        assert_eq!(p.job_valve(None, None), (true, 10.0));
+        assert_eq!(p.job_valve(Some(false), None), (false, 10.0));
+        assert_eq!(p.job_valve(Some(true), Some(2500)), (true, 2.5));
+        let off = GuardPolicy {
+            valve: false,
+            ..GuardPolicy::default()
+        };
+        assert!(!off.job_valve(Some(true), None).0);
     }
 }
