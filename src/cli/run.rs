@@ -203,7 +203,8 @@ pub fn oomd_exposure(
 /// Guard the job on a thread until it ends (or `stop` is set). Events go to stderr and to
 /// `events.log` in the job's directory. When the root daemon guards the job too
 /// (`daemon_guards`), it sends the checkpoint signal and runs the valve; this guard keeps
-/// what needs the user's own session: `--on-risk`, the desktop notification, the log.
+/// what needs the user's own session: `--on-risk`, the desktop notification, the log (and
+/// the signal for a job exposed to systemd-oomd, whose pressure only this guard watches).
 fn start_guard(
     state: &std::path::Path,
     id: &str,
@@ -213,7 +214,9 @@ fn start_guard(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     cfg.actions.log_file = Some(registry::jobs_dir(state).join(id).join("events.log"));
-    if daemon_guards {
+    // The daemon's guard does not watch systemd-oomd's pressure rule: for a job left exposed
+    // to it, this guard keeps its signal.
+    if daemon_guards && cfg.oomd.is_none() {
         cfg.actions.checkpoint_signal = None;
         cfg.valve = false;
     }

@@ -50,6 +50,13 @@ echo "LAB INFO user-manager $(systemctl is-active user@1000.service) oomguard $(
 # A terminal-like job of the user: a scope under user@1000.service. Prints the job's pid.
 user_job() { # name cmd...
   local name=$1; shift
+  # A scenario before may have cost the user their manager (a killer's bystander): say so and
+  # start it again, or the job never starts.
+  if [ ! -S $U/bus ]; then
+    echo "LAB LOG $name user manager was down: $(journalctl -q -u user@1000.service -n 3 --no-pager | tr '\n' '|')"
+    systemctl start user@1000.service
+    for i in $(seq 50); do [ -S $U/bus ] && break; sleep 0.2; done
+  fi
   as_user systemd-run --user --scope --quiet --unit="app-lab-$name-$$.scope" -- "$@" > "/tmp/$name.out" 2>&1 &
 }
 
@@ -128,12 +135,14 @@ scenario_top() {
 
 scenario_earlyoom() {
   local s=earlyoom avail
-  # Act at 350 MiB below what is available now. earlyoom uses the lower of -m and -M, so give
-  # the threshold as -m (percent of MemTotal).
+  # Act at 700 MiB below what is available now: the job (500 MiB) and the hog together cross
+  # it, the job alone does not. (With less, earlyoom goes on killing bystanders once the hog is
+  # gone, the user's systemd among them, and the next scenarios lose the user's bus.)
+  # earlyoom uses the lower of -m and -M, so give the threshold as -m (percent of MemTotal).
   local total pct
   avail=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
   total=$(awk '/MemTotal/ {print $2}' /proc/meminfo)
-  pct=$(( (avail - 350 * 1024) * 100 / total ))
+  pct=$(( (avail - 700 * 1024) * 100 / total ))
   earlyoom -m "$pct" -s 100 -r 0 > /tmp/earlyoom.log 2>&1 &
   local eo=$!
   sleep 1
