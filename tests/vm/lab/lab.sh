@@ -148,13 +148,14 @@ scenario_earlyoom() {
   sleep 1
   python3 /lab/hold.py 500 25 > /tmp/eo-ctl.out 2>&1 & local j=$!
   echo $j > /tmp/eo-ctl.pid
-  sleep 4; python3 /lab/hog.py 450 & local h=$!
+  # The hog at adj 0 and smaller than the job: earlyoom's pick (oom_score) is the job.
+  sleep 4; HOG_ADJ=0 python3 /lab/hog.py 450 & local h=$!
   wait $j; local rc=$?
   kill -9 $h 2>/dev/null; wait $h 2>/dev/null
   if [ $rc != 0 ] && ! grep -q DONE /tmp/eo-ctl.out; then result $s PASS "control: earlyoom killed the job (exit $rc)"; else result $s FAIL "control survived earlyoom"; log $s "$(cat /tmp/earlyoom.log)"; fi
   log $s "$(grep -E 'sending|killing' /tmp/earlyoom.log | tail -2)"
   oomguard run --log /tmp/eo-prot.log -- python3 /lab/hold.py 500 25 > /dev/null 2>&1 & local p=$!
-  sleep 4; python3 /lab/hog.py 450 & h=$!
+  sleep 4; HOG_ADJ=0 python3 /lab/hog.py 450 & h=$!
   wait $p; rc=$?
   local hog_killed=yes
   if kill -0 $h 2>/dev/null; then hog_killed=no; kill -9 $h; fi
