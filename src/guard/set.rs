@@ -143,7 +143,7 @@ impl GuardSet {
         let now = Instant::now();
         let mut jobs = self.jobs.lock().unwrap();
         // Jobs due within the next 200 ms are stepped now too, so calm jobs share one wake-up
-        // and one read of /proc/meminfo per second.
+        // and one look at memory per second.
         let horizon = now + Duration::from_millis(200);
         let mut ended = Vec::new();
         if jobs.iter().any(|e| e.due <= now) {
