@@ -18,28 +18,13 @@ fn the_policy_checkpoint_signal_reaches_a_job_in_danger() {
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let sock = dir.path().join("oomguard.sock");
-    let config = dir.path().join("config.toml");
     // danger_percent = 1: any machine is "1 % of the way" to a global OOM, so the job is in
     // danger at the guard's first step, and the policy's signal is the only one it can get.
-    std::fs::write(
-        &config,
+    let (_daemon, sock) = Daemon::start(
+        dir.path(),
         "[guard]\ncheckpoint_signal = \"USR1\"\ndanger_percent = 1\n",
-    )
-    .unwrap();
+    );
     let bin = env!("CARGO_BIN_EXE_oomguard");
-    let mut daemon = Command::new(bin)
-        .args(["daemon", "--no-prekill", "--config"])
-        .arg(&config)
-        .env("OOMGUARD_SOCKET", &sock)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -79,8 +64,6 @@ fn the_policy_checkpoint_signal_reaches_a_job_in_danger() {
         .args(["stop", &id])
         .env("OOMGUARD_STATE_DIR", &state)
         .output();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert!(
         mark.exists(),
         "the job never got the policy's checkpoint signal (USR1)"
