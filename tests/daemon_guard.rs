@@ -33,27 +33,10 @@ fn the_policy_checkpoint_signal_reaches_a_job_in_danger() {
         "import signal, time\nsignal.signal(signal.SIGUSR1, lambda *a: open('{}', 'w').write('ok'))\ntime.sleep(30)\n",
         mark.display()
     );
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])
-        .args([
-            "run",
-            "--detach",
-            "--adj",
-            "0",
-            "--no-notify",
-            "--",
-            "python3",
-            "-c",
-            &job,
-        ])
-        .env("OOMGUARD_SOCKET", &sock)
-        .env("OOMGUARD_STATE_DIR", &state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_detached(
+        &sock,
+        &state,
+        &["--adj", "0", "--no-notify", "--", "python3", "-c", &job],
     );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -68,6 +51,30 @@ fn the_policy_checkpoint_signal_reaches_a_job_in_danger() {
         mark.exists(),
         "the job never got the policy's checkpoint signal (USR1)"
     );
+}
+
+/// `oomguard run --detach ARGS` as user nobody through the daemon on `sock`; asserts it
+/// started, and returns its output (the job id on stdout).
+fn run_detached(
+    sock: &std::path::Path,
+    state: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_oomguard"))
+        .args(["run", "--detach"])
+        .args(args)
+        .env("OOMGUARD_SOCKET", sock)
+        .env("OOMGUARD_STATE_DIR", state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A daemon on a socket in `dir` with `config`; killed when dropped.
@@ -145,18 +152,20 @@ fn a_job_the_daemon_guards_is_signalled_once() {
         usage = usage.display(),
     );
     let bin = env!("CARGO_BIN_EXE_oomguard");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])
-        .args(["run", "--detach", "--adj", "0", "--no-notify"])
-        .args(["--checkpoint-signal", "USR1", "--", "python3", "-c", &job])
-        .env("OOMGUARD_SOCKET", &sock)
-        .env("OOMGUARD_STATE_DIR", &state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_detached(
+        &sock,
+        &state,
+        &[
+            "--adj",
+            "0",
+            "--no-notify",
+            "--checkpoint-signal",
+            "USR1",
+            "--",
+            "python3",
+            "-c",
+            &job,
+        ],
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the oomguard daemon guards the job"),
