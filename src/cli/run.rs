@@ -135,8 +135,8 @@ fn announce(id: &str, pid: i32, log: &std::path::Path, layers: &[Layer], daemon_
     }
     if daemon_guards {
         eprintln!(
-            "oomguard: the oomguard daemon guards the job: it sends the checkpoint signal and \
-             runs the safety valve"
+            "oomguard: the oomguard daemon guards the job: it sends the checkpoint signal (the \
+             job's, else its config's) and runs the safety valve"
         );
     }
 }
